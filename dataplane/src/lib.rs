@@ -1,0 +1,4 @@
+//! Sluice media plane.
+//!
+//! Every parser here is a view over `&[u8]`: no copies, no allocation, no panics; a
+//! malformed packet is an `Err` with the precise reason, which the caller counts and drops.

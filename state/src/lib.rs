@@ -1,0 +1,1 @@
+//! Sluice replicated state: membership (SWIM) and per-room CRDT documents, sans-IO.

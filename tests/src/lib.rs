@@ -1,0 +1,1 @@
+//! Helpers for Sluice's integration tests (multi-node clusters, real clients).
