@@ -2,3 +2,10 @@
 //!
 //! Every parser here is a view over `&[u8]`: no copies, no allocation, no panics; a
 //! malformed packet is an `Err` with the precise reason, which the caller counts and drops.
+
+pub mod demux;
+pub mod rewrite;
+pub mod rtcp;
+pub mod rtp;
+pub mod srtp;
+pub mod stun;
