@@ -123,8 +123,9 @@ struct RtpStream {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct RtcpStream {
-    /// Next index to send.
-    next_index: u32,
+    /// Last index sent. The first packet carries index 1, as libsrtp (and so every
+    /// browser) does; RFC 3711 only requires indices to be unique per key.
+    last_index: u32,
     replay: ReplayWindow,
 }
 
@@ -289,7 +290,7 @@ impl SrtpContext {
         }
         let ssrc = read_u32(buf, 4);
         let mut stream = self.rtcp_streams.get(ssrc);
-        let srtcp_index = stream.next_index;
+        let srtcp_index = stream.last_index + 1;
         if srtcp_index > SRTCP_INDEX_MAX {
             return Err(SrtpError::IndexExhausted);
         }
@@ -308,7 +309,7 @@ impl SrtpContext {
                 buf[len + 4..out_len].copy_from_slice(&tag);
             }
         }
-        stream.next_index = srtcp_index + 1;
+        stream.last_index = srtcp_index;
         self.rtcp_streams.put(ssrc, stream)?;
         Ok(out_len)
     }
