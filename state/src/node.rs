@@ -179,7 +179,7 @@ impl Node {
                 // declared down must rejoin before it can write again.
                 if !self.alive.contains(&msg.from) {
                     self.stats.room_sync_rejected += 1;
-                } else if self.rooms.receive_sync(now, msg).is_err() {
+                } else if self.rooms.receive_sync(now, msg, &self.alive).is_err() {
                     self.stats.room_sync_rejected += 1;
                 }
             }

@@ -6,6 +6,12 @@
 //! homes, subscriber nodes, and peers we already sync with). Once a pair has synced
 //! once, a new change crosses in a single message.
 //!
+//! Discovery: a node that joins a room knows nobody else in it yet, so every room has
+//! a coordinator, the live node ranked first for it by rendezvous hashing. Everyone
+//! holding the room also syncs with the coordinator, and the coordinator relays the
+//! changes it receives to everyone it knows is interested. Once a newcomer's record
+//! is in everyone's document, pushes go direct (one hop).
+//!
 //! Anti-entropy: every [`RoomPolicy::anti_entropy_every`], for each non-empty room,
 //! a node sends one random interested peer the room's heads. A peer whose heads differ
 //! restarts the sync for that pair with a reset, which makes the other side resend
@@ -273,9 +279,15 @@ impl Rooms {
         }
     }
 
-    pub(crate) fn receive_sync(&mut self, now: Duration, msg: RoomSyncMsg<'_>) -> Result<(), RoomError> {
+    pub(crate) fn receive_sync(
+        &mut self,
+        now: Duration,
+        msg: RoomSyncMsg<'_>,
+        alive: &BTreeSet<NodeId>,
+    ) -> Result<(), RoomError> {
         let decoded = decode_sync_message(msg.data)?;
         check_id(msg.room)?;
+        let coordinating = coordinator(msg.room, self.local, alive) == self.local;
         let r = self.room_mut(msg.room, now);
         let before = r.doc.heads();
         let state = r.peers.entry(msg.from).or_default();
@@ -287,6 +299,9 @@ impl Rooms {
             return result;
         }
         let changed = r.doc.heads() != before;
+        if changed && coordinating {
+            r.dirty = true;
+        }
         self.sync_applied += 1;
         if changed {
             self.events.push(RoomEvent::Changed(msg.room.to_owned()));
@@ -355,7 +370,7 @@ impl Rooms {
         for id in dirty {
             let Some(r) = self.rooms.get_mut(&id) else { continue };
             r.dirty = false;
-            for peer in interested(r, self.local, alive) {
+            for peer in interested(&id, r, self.local, alive) {
                 self.reply(&id, peer);
             }
         }
@@ -398,7 +413,7 @@ impl Rooms {
                 if r.empty_since.is_some() {
                     continue;
                 }
-                let peers: Vec<NodeId> = interested(r, self.local, alive).into_iter().collect();
+                let peers: Vec<NodeId> = interested(id, r, self.local, alive).into_iter().collect();
                 if peers.is_empty() {
                     continue;
                 }
@@ -432,10 +447,31 @@ impl Rooms {
     }
 }
 
-fn interested(r: &Room, local: NodeId, alive: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+fn interested(room: &str, r: &Room, local: NodeId, alive: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
     let mut nodes = r.doc.snapshot().interested_nodes();
     nodes.extend(r.peers.keys().copied());
+    nodes.insert(coordinator(room, local, alive));
     nodes.remove(&local);
     nodes.retain(|n| alive.contains(n));
     nodes
+}
+
+/// The room's coordinator among `alive` and `local`: highest rendezvous score wins,
+/// so every node with the same membership view picks the same one.
+fn coordinator(room: &str, local: NodeId, alive: &BTreeSet<NodeId>) -> NodeId {
+    let score = |node: NodeId| {
+        // FNV-1a: stable across builds and platforms, unlike std's hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in room.as_bytes().iter().chain(&node.0.to_le_bytes()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h, node)
+    };
+    alive
+        .iter()
+        .copied()
+        .chain([local])
+        .max_by_key(|&n| score(n))
+        .unwrap_or(local)
 }
