@@ -1,1 +1,3 @@
 //! Shared fixtures for Sluice's benchmarks.
+
+pub mod fixtures;
