@@ -15,8 +15,16 @@ const SIZES: [usize; 2] = [160, 1200];
 
 fn profiles() -> [(&'static str, Profile, ProtectionProfile); 2] {
     [
-        ("gcm", Profile::AeadAes128Gcm, ProtectionProfile::AeadAes128Gcm),
-        ("cm_sha1_80", Profile::Aes128CmHmacSha1_80, ProtectionProfile::Aes128CmHmacSha1_80),
+        (
+            "gcm",
+            Profile::AeadAes128Gcm,
+            ProtectionProfile::AeadAes128Gcm,
+        ),
+        (
+            "cm_sha1_80",
+            Profile::Aes128CmHmacSha1_80,
+            ProtectionProfile::Aes128CmHmacSha1_80,
+        ),
     ]
 }
 
@@ -112,7 +120,11 @@ fn roundtrip(c: &mut Criterion) {
 /// The crypto limit: AES-128-GCM seal + open of the same header (as AAD) and payload,
 /// with the same buffer copy, nothing else. Both candidate primitives are measured so
 /// the choice is visible.
-fn raw_gcm(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, plain: &[u8], size: usize) {
+fn raw_gcm(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    plain: &[u8],
+    size: usize,
+) {
     let mut buf = vec![0u8; size + 64];
     {
         use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -126,11 +138,19 @@ fn raw_gcm(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTim
                 buf[..size].copy_from_slice(plain);
                 let (hdr, body) = buf.split_at_mut(12);
                 let tag = key
-                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&hdr[..]), &mut body[..size - 12])
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(n),
+                        Aad::from(&hdr[..]),
+                        &mut body[..size - 12],
+                    )
                     .unwrap();
                 body[size - 12..size + 4].copy_from_slice(tag.as_ref());
                 let out = key
-                    .open_in_place(Nonce::assume_unique_for_key(n), Aad::from(&hdr[..]), &mut body[..size + 4])
+                    .open_in_place(
+                        Nonce::assume_unique_for_key(n),
+                        Aad::from(&hdr[..]),
+                        &mut body[..size + 4],
+                    )
                     .unwrap();
                 black_box(out.len())
             })
@@ -148,11 +168,19 @@ fn raw_gcm(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTim
                 buf[..size].copy_from_slice(plain);
                 let (hdr, body) = buf.split_at_mut(12);
                 let tag = key
-                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&hdr[..]), &mut body[..size - 12])
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(n),
+                        Aad::from(&hdr[..]),
+                        &mut body[..size - 12],
+                    )
                     .unwrap();
                 body[size - 12..size + 4].copy_from_slice(tag.as_ref());
                 let out = key
-                    .open_in_place(Nonce::assume_unique_for_key(n), Aad::from(&hdr[..]), &mut body[..size + 4])
+                    .open_in_place(
+                        Nonce::assume_unique_for_key(n),
+                        Aad::from(&hdr[..]),
+                        &mut body[..size + 4],
+                    )
                     .unwrap();
                 black_box(out.len())
             })

@@ -38,11 +38,19 @@ fn main() {
                 buf[..size].copy_from_slice(&plain);
                 let (hdr, body) = buf.split_at_mut(hl);
                 let tag = k
-                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&hdr[..]), &mut body[..size - hl])
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(&hdr[..]),
+                        &mut body[..size - hl],
+                    )
                     .unwrap();
                 body[size - hl..size - hl + 16].copy_from_slice(tag.as_ref());
                 let out = k
-                    .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&hdr[..]), &mut body[..size - hl + 16])
+                    .open_in_place(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(&hdr[..]),
+                        &mut body[..size - hl + 16],
+                    )
                     .unwrap();
                 black_box(out.len());
             }

@@ -8,7 +8,10 @@ use webrtc_srtp::protection_profile::ProtectionProfile;
 
 const PROFILES: [(Profile, ProtectionProfile); 2] = [
     (Profile::AeadAes128Gcm, ProtectionProfile::AeadAes128Gcm),
-    (Profile::Aes128CmHmacSha1_80, ProtectionProfile::Aes128CmHmacSha1_80),
+    (
+        Profile::Aes128CmHmacSha1_80,
+        ProtectionProfile::Aes128CmHmacSha1_80,
+    ),
 ];
 
 /// Deterministic xorshift so failures replay.
@@ -26,8 +29,12 @@ impl Rng {
 }
 
 fn keys(profile: Profile, seed: u8) -> (Vec<u8>, Vec<u8>) {
-    let key = (0..16).map(|i| seed.wrapping_mul(31).wrapping_add(i)).collect();
-    let salt = (0..profile.master_salt_len() as u8).map(|i| seed ^ (0xa0 + i)).collect();
+    let key = (0..16)
+        .map(|i| seed.wrapping_mul(31).wrapping_add(i))
+        .collect();
+    let salt = (0..profile.master_salt_len() as u8)
+        .map(|i| seed ^ (0xa0 + i))
+        .collect();
     (key, salt)
 }
 
@@ -35,7 +42,10 @@ fn keys(profile: Profile, seed: u8) -> (Vec<u8>, Vec<u8>) {
 fn rtp_packet(rng: &mut Rng, ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
     let csrcs = rng.below(3) as u8;
     let ext = rng.below(2) == 1;
-    let mut p = vec![0x80 | csrcs | if ext { 0x10 } else { 0 }, 96 | if rng.below(8) == 0 { 0x80 } else { 0 }];
+    let mut p = vec![
+        0x80 | csrcs | if ext { 0x10 } else { 0 },
+        96 | if rng.below(8) == 0 { 0x80 } else { 0 },
+    ];
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&ts.to_be_bytes());
     p.extend_from_slice(&ssrc.to_be_bytes());
@@ -43,7 +53,20 @@ fn rtp_packet(rng: &mut Rng, ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
         p.extend_from_slice(&(0x1000 + u32::from(c)).to_be_bytes());
     }
     if ext {
-        p.extend_from_slice(&[0xbe, 0xde, 0, 2, 0x10, b'0', 0x41, (seq >> 8) as u8, seq as u8, 0, 0, 0]);
+        p.extend_from_slice(&[
+            0xbe,
+            0xde,
+            0,
+            2,
+            0x10,
+            b'0',
+            0x41,
+            (seq >> 8) as u8,
+            seq as u8,
+            0,
+            0,
+            0,
+        ]);
     }
     let len = [1usize, 20, 160, 1000, 1200][rng.below(5) as usize];
     p.extend((0..len).map(|_| rng.next() as u8));
@@ -120,7 +143,11 @@ fn rtp_we_protect_oracle_unprotects_byte_identical() {
             let plain = rtp_packet(&mut rng, ssrc, seq, ts);
             let protected = protect(&mut tx, &plain, false).unwrap();
             let expected = oracle_tx.encrypt_rtp(&plain).unwrap();
-            assert_eq!(protected, expected.as_ref(), "{ours:?} seq {seq}: ciphertext differs");
+            assert_eq!(
+                protected,
+                expected.as_ref(),
+                "{ours:?} seq {seq}: ciphertext differs"
+            );
             let back = oracle_rx.decrypt_rtp(&protected).unwrap();
             assert_eq!(back.as_ref(), plain.as_slice(), "{ours:?} seq {seq}");
         }
@@ -140,7 +167,8 @@ fn rtp_oracle_protects_we_unprotect() {
         for (seq, ts) in sequence(65_500, RUN, &mut rng) {
             let plain = rtp_packet(&mut rng, ssrc, seq, ts);
             let protected = oracle_tx.encrypt_rtp(&plain).unwrap();
-            let back = unprotect(&mut rx, &protected, false).unwrap_or_else(|e| panic!("{ours:?} seq {seq}: {e}"));
+            let back = unprotect(&mut rx, &protected, false)
+                .unwrap_or_else(|e| panic!("{ours:?} seq {seq}: {e}"));
             assert_eq!(back, plain);
             accepted += 1;
         }
@@ -164,7 +192,10 @@ fn rtcp_both_directions() {
             let ours_out = protect(&mut tx, &plain, true).unwrap();
             let theirs_out = oracle_tx.encrypt_rtcp(&plain).unwrap();
             assert_eq!(ours_out, theirs_out.as_ref(), "{ours:?} rtcp #{i}");
-            assert_eq!(oracle_rx.decrypt_rtcp(&ours_out).unwrap().as_ref(), plain.as_slice());
+            assert_eq!(
+                oracle_rx.decrypt_rtcp(&ours_out).unwrap().as_ref(),
+                plain.as_slice()
+            );
             assert_eq!(unprotect(&mut rx, &theirs_out, true).unwrap(), plain);
         }
     }
@@ -184,7 +215,10 @@ fn tampered_replayed_truncated_are_rejected() {
         for byte in 0..srtp.len() {
             let mut bad = srtp.clone();
             bad[byte] ^= 0x04;
-            assert!(unprotect(&mut rx, &bad, false).is_err(), "{ours:?} flip at {byte}");
+            assert!(
+                unprotect(&mut rx, &bad, false).is_err(),
+                "{ours:?} flip at {byte}"
+            );
         }
         assert_eq!(unprotect(&mut rx, &srtp, false).unwrap(), plain);
         assert_eq!(unprotect(&mut rx, &srtp, false), Err(SrtpError::Replayed));
@@ -197,7 +231,9 @@ fn tampered_replayed_truncated_are_rejected() {
             let s = oracle_tx.encrypt_rtp(&p).unwrap();
             unprotect(&mut rx, &s, false).unwrap();
         }
-        let old = oracle_tx.encrypt_rtp(&rtp_packet(&mut rng, 99, 1100, 0)).unwrap();
+        let old = oracle_tx
+            .encrypt_rtp(&rtp_packet(&mut rng, 99, 1100, 0))
+            .unwrap();
         assert_eq!(unprotect(&mut rx, &old, false), Err(SrtpError::TooOld));
 
         // SRTCP: tamper, replay, truncate.
@@ -206,7 +242,10 @@ fn tampered_replayed_truncated_are_rejected() {
         for byte in 0..s.len() {
             let mut bad = s.clone();
             bad[byte] ^= 0x01;
-            assert!(unprotect(&mut rx, &bad, true).is_err(), "{ours:?} rtcp flip at {byte}");
+            assert!(
+                unprotect(&mut rx, &bad, true).is_err(),
+                "{ours:?} rtcp flip at {byte}"
+            );
         }
         assert_eq!(unprotect(&mut rx, &s, true).unwrap(), rtcp);
         assert_eq!(unprotect(&mut rx, &s, true), Err(SrtpError::Replayed));
@@ -226,7 +265,10 @@ fn wrong_key_is_rejected_and_state_is_not_created() {
         for i in 0..200u32 {
             let p = rtp_packet(&mut rng, i, 1, 0);
             let s = oracle_tx.encrypt_rtp(&p).unwrap();
-            assert_eq!(unprotect(&mut rx, &s, false), Err(SrtpError::AuthenticationFailed));
+            assert_eq!(
+                unprotect(&mut rx, &s, false),
+                Err(SrtpError::AuthenticationFailed)
+            );
         }
         assert_eq!(rx.roc(0), None, "forged packets leave no per-SSRC state");
     }

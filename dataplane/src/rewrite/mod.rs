@@ -61,7 +61,13 @@ pub struct RtpRewriter {
 impl RtpRewriter {
     /// `initial_seq`/`initial_ts` are the first values the subscriber sees (random, per
     /// RFC 3550). `vp8` enables picture-ID/TL0PICIDX continuity for VP8 payloads.
-    pub fn new(out_ssrc: u32, clock_rate: u32, initial_seq: u16, initial_ts: u32, vp8: bool) -> Self {
+    pub fn new(
+        out_ssrc: u32,
+        clock_rate: u32,
+        initial_seq: u16,
+        initial_ts: u32,
+        vp8: bool,
+    ) -> Self {
         Self {
             out_ssrc,
             clock_rate: clock_rate.max(1),
@@ -144,12 +150,13 @@ impl RtpRewriter {
     /// above the subscriber's target): close the gap it would leave. Packets older than
     /// it arriving later are dropped as stale rather than numbered twice.
     pub fn skip(&mut self, ssrc: u32, seq: u16) {
-        if let Some(m) = &mut self.mapping {
-            if m.ssrc == ssrc && seq == m.highest.wrapping_add(1) {
-                m.highest = seq;
-                m.floor = seq.wrapping_add(1);
-                m.seq_offset = m.seq_offset.wrapping_sub(1);
-            }
+        if let Some(m) = &mut self.mapping
+            && m.ssrc == ssrc
+            && seq == m.highest.wrapping_add(1)
+        {
+            m.highest = seq;
+            m.floor = seq.wrapping_add(1);
+            m.seq_offset = m.seq_offset.wrapping_sub(1);
         }
     }
 

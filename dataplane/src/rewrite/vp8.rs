@@ -124,7 +124,10 @@ impl Vp8Rewriter {
         if let Some((at, tl0)) = d.tl0_pic_idx {
             let out = tl0.wrapping_add(self.tl0_offset);
             payload[at] = out;
-            if self.last_tl0.is_none_or(|last| out.wrapping_sub(last) < 128) {
+            if self
+                .last_tl0
+                .is_none_or(|last| out.wrapping_sub(last) < 128)
+            {
                 self.last_tl0 = Some(out);
             }
         }

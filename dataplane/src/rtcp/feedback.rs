@@ -112,8 +112,12 @@ impl<'a> Remb<'a> {
         need(PT_PSFB, body, 16, "REMB")?;
         let n = usize::from(body[12]);
         let exp = u32::from(body[13] >> 2);
-        let mantissa = (u64::from(body[13] & 3) << 16) | u64::from(u16::from_be_bytes([body[14], body[15]]));
-        let bitrate = mantissa.checked_shl(exp).filter(|v| v >> exp == mantissa).unwrap_or(u64::MAX);
+        let mantissa =
+            (u64::from(body[13] & 3) << 16) | u64::from(u16::from_be_bytes([body[14], body[15]]));
+        let bitrate = mantissa
+            .checked_shl(exp)
+            .filter(|v| v >> exp == mantissa)
+            .unwrap_or(u64::MAX);
         need(PT_PSFB, body, 16 + 4 * n, "REMB SSRC list")?;
         Ok(Self {
             sender_ssrc: be32(body, 0),

@@ -43,7 +43,11 @@ pub enum RtcpError {
     #[error("padding count {0} is zero or exceeds the packet")]
     BadPadding(u8),
     #[error("packet type {pt} body of {len} bytes too short for {what}")]
-    Truncated { pt: u8, len: usize, what: &'static str },
+    Truncated {
+        pt: u8,
+        len: usize,
+        what: &'static str,
+    },
     #[error("malformed {0}")]
     Malformed(&'static str),
     #[error("output buffer too small")]

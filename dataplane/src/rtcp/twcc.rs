@@ -195,7 +195,8 @@ pub(crate) fn write(
     feedback_count: u8,
     deltas: &[Option<i32>],
 ) -> Result<usize, RtcpError> {
-    let count = u16::try_from(deltas.len()).map_err(|_| RtcpError::OutOfRange("TWCC status count"))?;
+    let count =
+        u16::try_from(deltas.len()).map_err(|_| RtcpError::OutOfRange("TWCC status count"))?;
     if !(-(1 << 23)..(1 << 23)).contains(&reference_time) {
         return Err(RtcpError::OutOfRange("TWCC reference time"));
     }

@@ -3,7 +3,10 @@
 use super::feedback::remb_encode;
 use super::report::ReportBlock;
 use super::twcc::{self, Cursor};
-use super::{FMT_AFB, FMT_FIR, FMT_NACK, FMT_PLI, PT_BYE, PT_PSFB, PT_RR, PT_RTPFB, PT_SDES, PT_SR, RtcpError};
+use super::{
+    FMT_AFB, FMT_FIR, FMT_NACK, FMT_PLI, PT_BYE, PT_PSFB, PT_RR, PT_RTPFB, PT_SDES, PT_SR,
+    RtcpError,
+};
 
 /// Appends RTCP packets to a buffer; `finish` returns the compound length. On error the
 /// packet being written is abandoned and what was written before it stays valid.
@@ -44,10 +47,11 @@ impl<'o> RtcpWriter<'o> {
         };
         c.put(&[0x80 | count, packet_type, 0, 0])?;
         body(&mut c)?;
-        while c.pos % 4 != 0 {
+        while !c.pos.is_multiple_of(4) {
             c.put(&[0])?;
         }
-        let words = u16::try_from(c.pos / 4 - 1).map_err(|_| RtcpError::OutOfRange("RTCP length"))?;
+        let words =
+            u16::try_from(c.pos / 4 - 1).map_err(|_| RtcpError::OutOfRange("RTCP length"))?;
         c.out[2..4].copy_from_slice(&words.to_be_bytes());
         self.len += c.pos;
         Ok(())
@@ -71,7 +75,8 @@ impl<'o> RtcpWriter<'o> {
         octet_count: u32,
         blocks: &[ReportBlock],
     ) -> Result<(), RtcpError> {
-        let count = u8::try_from(blocks.len()).map_err(|_| RtcpError::OutOfRange("report blocks"))?;
+        let count =
+            u8::try_from(blocks.len()).map_err(|_| RtcpError::OutOfRange("report blocks"))?;
         self.packet(count, PT_SR, |c| {
             c.put(&ssrc.to_be_bytes())?;
             c.put(&ntp_time.to_be_bytes())?;
@@ -83,7 +88,8 @@ impl<'o> RtcpWriter<'o> {
     }
 
     pub fn receiver_report(&mut self, ssrc: u32, blocks: &[ReportBlock]) -> Result<(), RtcpError> {
-        let count = u8::try_from(blocks.len()).map_err(|_| RtcpError::OutOfRange("report blocks"))?;
+        let count =
+            u8::try_from(blocks.len()).map_err(|_| RtcpError::OutOfRange("report blocks"))?;
         self.packet(count, PT_RR, |c| {
             c.put(&ssrc.to_be_bytes())?;
             Self::blocks(c, blocks)
@@ -103,7 +109,8 @@ impl<'o> RtcpWriter<'o> {
     }
 
     pub fn bye(&mut self, ssrcs: &[u32]) -> Result<(), RtcpError> {
-        let count = u8::try_from(ssrcs.len()).map_err(|_| RtcpError::OutOfRange("BYE SSRC count"))?;
+        let count =
+            u8::try_from(ssrcs.len()).map_err(|_| RtcpError::OutOfRange("BYE SSRC count"))?;
         self.packet(count, PT_BYE, |c| {
             ssrcs.iter().try_for_each(|s| c.put(&s.to_be_bytes()))
         })

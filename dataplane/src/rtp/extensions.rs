@@ -160,7 +160,10 @@ impl<'a> KnownExtensions<'a> {
             } else if id == ids.repaired_rid {
                 out.repaired_rid = Some(data);
             } else if id == ids.transport_cc {
-                let b: [u8; 2] = data.get(..2).and_then(|d| d.try_into().ok()).ok_or_else(bad)?;
+                let b: [u8; 2] = data
+                    .get(..2)
+                    .and_then(|d| d.try_into().ok())
+                    .ok_or_else(bad)?;
                 out.transport_cc = Some(u16::from_be_bytes(b));
                 out.transport_cc_offset = Some(offset);
             } else if id == ids.abs_send_time {
@@ -206,8 +209,8 @@ mod tests {
     fn one_byte_form_typed() {
         // mid "0", rid "hi", twcc 0x0102, abs-send-time, audio level, padding.
         let body = [
-            0x10, b'0', 0x21, b'h', b'i', 0x41, 0x01, 0x02, 0x52, 0xaa, 0xbb, 0xcc, 0x60, 0x85,
-            0, 0,
+            0x10, b'0', 0x21, b'h', b'i', 0x41, 0x01, 0x02, 0x52, 0xaa, 0xbb, 0xcc, 0x60, 0x85, 0,
+            0,
         ];
         let p = with_ext(0xBEDE, &body);
         let r = RtpPacket::parse(&p).unwrap();
@@ -236,7 +239,10 @@ mod tests {
         let all: Vec<_> = r.extensions().map(Result::unwrap).collect();
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].data, b"");
-        assert_eq!(r.known_extensions(&IDS).unwrap().repaired_rid, Some(&b"lo"[..]));
+        assert_eq!(
+            r.known_extensions(&IDS).unwrap().repaired_rid,
+            Some(&b"lo"[..])
+        );
     }
 
     #[test]
@@ -248,10 +254,12 @@ mod tests {
             Some(Err(RtpError::ElementOverrun { offset: 16 }))
         ));
         let short_twcc = with_ext(0xBEDE, &[0x40, 1, 0, 0]);
-        assert!(RtpPacket::parse(&short_twcc)
-            .unwrap()
-            .known_extensions(&IDS)
-            .is_err());
+        assert!(
+            RtpPacket::parse(&short_twcc)
+                .unwrap()
+                .known_extensions(&IDS)
+                .is_err()
+        );
     }
 
     #[test]

@@ -16,12 +16,18 @@ pub enum RtpError {
     #[error("RTP version {0}, expected 2")]
     BadVersion(u8),
     #[error("{csrc_count} CSRCs need {needed} header bytes, packet has {len}")]
-    CsrcOverrun { csrc_count: u8, needed: usize, len: usize },
+    CsrcOverrun {
+        csrc_count: u8,
+        needed: usize,
+        len: usize,
+    },
     #[error("header extension needs {needed} bytes, packet has {len}")]
     ExtensionOverrun { needed: usize, len: usize },
     #[error("padding count {padding} exceeds the {available} bytes after the header")]
     BadPadding { padding: u8, available: usize },
-    #[error("extension element at offset {offset} runs past the extension block or is too short for its type")]
+    #[error(
+        "extension element at offset {offset} runs past the extension block or is too short for its type"
+    )]
     ElementOverrun { offset: usize },
 }
 
@@ -100,7 +106,8 @@ impl<'a> RtpPacket<'a> {
     }
     /// The raw extension body, after the profile/length word.
     pub fn extension_body(&self) -> Option<&'a [u8]> {
-        self.ext.map(|(_, start, len)| &self.buf[start..start + len])
+        self.ext
+            .map(|(_, start, len)| &self.buf[start..start + len])
     }
     /// Iterates RFC 8285 extension elements. Empty for no extension or an unknown profile.
     pub fn extensions(&self) -> Extensions<'a> {
@@ -203,7 +210,8 @@ pub mod write {
     #[inline]
     fn fixed(buf: &mut [u8]) -> Result<&mut [u8], RtpError> {
         let len = buf.len();
-        buf.get_mut(..FIXED_HEADER_LEN).ok_or(RtpError::TooShort(len))
+        buf.get_mut(..FIXED_HEADER_LEN)
+            .ok_or(RtpError::TooShort(len))
     }
 
     #[inline]
@@ -295,14 +303,23 @@ mod tests {
     fn truncations_are_precise_errors() {
         let p = packet(&[0xbe, 0xde, 0, 1, 0x10, 0xaa, 0, 0], b"", 0);
         assert!(RtpPacket::parse(&p).is_ok());
-        assert_eq!(RtpPacket::parse(&p[..5]).unwrap_err(), RtpError::TooShort(5));
+        assert_eq!(
+            RtpPacket::parse(&p[..5]).unwrap_err(),
+            RtpError::TooShort(5)
+        );
         assert_eq!(
             RtpPacket::parse(&p[..14]).unwrap_err(),
-            RtpError::ExtensionOverrun { needed: 16, len: 14 }
+            RtpError::ExtensionOverrun {
+                needed: 16,
+                len: 14
+            }
         );
         assert_eq!(
             RtpPacket::parse(&p[..18]).unwrap_err(),
-            RtpError::ExtensionOverrun { needed: 20, len: 18 }
+            RtpError::ExtensionOverrun {
+                needed: 20,
+                len: 18
+            }
         );
         let mut csrc = packet(&[], b"", 0);
         csrc[0] |= 2;
@@ -325,7 +342,12 @@ mod tests {
         write::set_marker(&mut p, true).unwrap();
         let r = RtpPacket::parse(&p).unwrap();
         assert_eq!(
-            (r.ssrc(), r.sequence_number(), r.timestamp(), r.payload_type()),
+            (
+                r.ssrc(),
+                r.sequence_number(),
+                r.timestamp(),
+                r.payload_type()
+            ),
             (7, 65535, 90_000, 111)
         );
         assert!(r.marker());

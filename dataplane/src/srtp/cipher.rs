@@ -3,7 +3,9 @@
 //! place on the caller's buffer and never allocate.
 
 use aes::Aes128Enc;
-use aes::cipher::{InnerIvInit, KeyInit, StreamCipher, StreamCipherCoreWrapper, generic_array::GenericArray};
+use aes::cipher::{
+    InnerIvInit, KeyInit, StreamCipher, StreamCipherCoreWrapper, generic_array::GenericArray,
+};
 use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -30,7 +32,8 @@ impl std::fmt::Debug for Gcm {
 
 impl Gcm {
     pub(crate) fn new(key: &[u8; 16], salt: [u8; 12]) -> Self {
-        let unbound = UnboundKey::new(&AES_128_GCM, key).expect("16-byte key is valid for AES-128-GCM");
+        let unbound =
+            UnboundKey::new(&AES_128_GCM, key).expect("16-byte key is valid for AES-128-GCM");
         Self {
             key: LessSafeKey::new(unbound),
             salt,
@@ -48,7 +51,12 @@ impl Gcm {
 
     /// Encrypts `data` in place and returns the tag.
     #[inline]
-    pub(crate) fn seal(&self, iv: [u8; 12], aad: &[u8], data: &mut [u8]) -> Result<[u8; GCM_TAG_LEN], SrtpError> {
+    pub(crate) fn seal(
+        &self,
+        iv: [u8; 12],
+        aad: &[u8],
+        data: &mut [u8],
+    ) -> Result<[u8; GCM_TAG_LEN], SrtpError> {
         let tag = self
             .key
             .seal_in_place_separate_tag(self.nonce(iv), Aad::from(aad), data)
@@ -60,7 +68,12 @@ impl Gcm {
 
     /// Authenticates and decrypts `data_and_tag` in place; returns the plaintext length.
     #[inline]
-    pub(crate) fn open(&self, iv: [u8; 12], aad: &[u8], data_and_tag: &mut [u8]) -> Result<usize, SrtpError> {
+    pub(crate) fn open(
+        &self,
+        iv: [u8; 12],
+        aad: &[u8],
+        data_and_tag: &mut [u8],
+    ) -> Result<usize, SrtpError> {
         self.key
             .open_in_place(self.nonce(iv), Aad::from(aad), data_and_tag)
             .map(|plain| plain.len())

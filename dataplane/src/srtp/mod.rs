@@ -88,6 +88,9 @@ pub enum SrtpError {
     CryptoFailure,
 }
 
+// The AES-CM variant carries its key schedule and HMAC state inline: boxing it would put
+// a pointer chase on every packet to save memory in a once-per-session object.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Transform {
     Gcm(Gcm),
@@ -155,7 +158,9 @@ impl<T: Copy + Default> Streams<T> {
     }
     #[inline]
     fn get(&mut self, ssrc: u32) -> T {
-        self.find(ssrc).map(|i| self.entries[i].1).unwrap_or_default()
+        self.find(ssrc)
+            .map(|i| self.entries[i].1)
+            .unwrap_or_default()
     }
     /// Stores state for `ssrc`, adding it if new (only ever after authentication).
     #[inline]
@@ -191,8 +196,18 @@ impl SrtpContext {
         use kdf::*;
         Ok(Self {
             profile,
-            rtp: Transform::derive(profile, key, master_salt, [LABEL_RTP_ENCRYPTION, LABEL_RTP_AUTH, LABEL_RTP_SALT]),
-            rtcp: Transform::derive(profile, key, master_salt, [LABEL_RTCP_ENCRYPTION, LABEL_RTCP_AUTH, LABEL_RTCP_SALT]),
+            rtp: Transform::derive(
+                profile,
+                key,
+                master_salt,
+                [LABEL_RTP_ENCRYPTION, LABEL_RTP_AUTH, LABEL_RTP_SALT],
+            ),
+            rtcp: Transform::derive(
+                profile,
+                key,
+                master_salt,
+                [LABEL_RTCP_ENCRYPTION, LABEL_RTCP_AUTH, LABEL_RTCP_SALT],
+            ),
             rtp_streams: Streams::new(),
             rtcp_streams: Streams::new(),
         })
@@ -211,7 +226,9 @@ impl SrtpContext {
     }
 
     pub fn roc(&mut self, ssrc: u32) -> Option<u32> {
-        self.rtp_streams.find(ssrc).map(|i| self.rtp_streams.entries[i].1.rollover.roc)
+        self.rtp_streams
+            .find(ssrc)
+            .map(|i| self.rtp_streams.entries[i].1.rollover.roc)
     }
 
     /// Encrypts the RTP packet in `buf[..len]` in place and appends the tag; returns the

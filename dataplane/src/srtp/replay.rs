@@ -46,7 +46,11 @@ impl ReplayWindow {
             Some(top) if index <= top => self.seen |= 1u128 << (top - index),
             Some(top) => {
                 let shift = index - top;
-                self.seen = if shift >= REPLAY_WINDOW { 0 } else { self.seen << shift };
+                self.seen = if shift >= REPLAY_WINDOW {
+                    0
+                } else {
+                    self.seen << shift
+                };
                 self.seen |= 1;
                 self.top = Some(index);
             }

@@ -203,7 +203,9 @@ impl<'a> StunMessage<'a> {
         self.message_type() == BINDING_REQUEST
     }
     pub fn transaction_id(&self) -> &'a [u8; 12] {
-        self.buf[8..20].try_into().expect("header length checked at parse")
+        self.buf[8..20]
+            .try_into()
+            .expect("header length checked at parse")
     }
     pub fn username(&self) -> Option<&'a [u8]> {
         self.username.map(|(s, l)| &self.buf[s..s + l])

@@ -3,8 +3,8 @@
 use super::{
     ATTR_ERROR_CODE, ATTR_FINGERPRINT, ATTR_ICE_CONTROLLED, ATTR_ICE_CONTROLLING,
     ATTR_MESSAGE_INTEGRITY, ATTR_PRIORITY, ATTR_USE_CANDIDATE, ATTR_USERNAME,
-    ATTR_XOR_MAPPED_ADDRESS, BINDING_ERROR, BINDING_SUCCESS, HEADER_LEN, MAGIC_COOKIE,
-    StunError, StunMessage, fingerprint, integrity,
+    ATTR_XOR_MAPPED_ADDRESS, BINDING_ERROR, BINDING_SUCCESS, HEADER_LEN, MAGIC_COOKIE, StunError,
+    StunMessage, fingerprint, integrity,
 };
 use std::net::{IpAddr, SocketAddr};
 
@@ -17,13 +17,20 @@ pub struct StunWriter<'o> {
 }
 
 impl<'o> StunWriter<'o> {
-    pub fn new(out: &'o mut [u8], message_type: u16, transaction_id: &[u8; 12]) -> Result<Self, StunError> {
+    pub fn new(
+        out: &'o mut [u8],
+        message_type: u16,
+        transaction_id: &[u8; 12],
+    ) -> Result<Self, StunError> {
         let header = out.get_mut(..HEADER_LEN).ok_or(StunError::BufferTooSmall)?;
         header[0..2].copy_from_slice(&message_type.to_be_bytes());
         header[2..4].copy_from_slice(&[0, 0]);
         header[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
         header[8..20].copy_from_slice(transaction_id);
-        Ok(Self { out, pos: HEADER_LEN })
+        Ok(Self {
+            out,
+            pos: HEADER_LEN,
+        })
     }
 
     fn set_length(&mut self) {
@@ -33,7 +40,8 @@ impl<'o> StunWriter<'o> {
 
     /// Appends an attribute with its padding.
     pub fn attribute(&mut self, attr: u16, value: &[u8]) -> Result<&mut Self, StunError> {
-        let len = u16::try_from(value.len()).map_err(|_| StunError::OutOfRange("attribute length"))?;
+        let len =
+            u16::try_from(value.len()).map_err(|_| StunError::OutOfRange("attribute length"))?;
         let padded = (value.len() + 3) & !3;
         let dst = self
             .out
