@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use crate::auth::Authenticator;
 use crate::identity::{NodeId, NodeIdentity};
@@ -177,9 +177,9 @@ impl Node {
             Ok(Incoming::RoomSync(msg)) => {
                 // Refuse state from nodes that are not (or no longer) members: a node
                 // declared down must rejoin before it can write again.
-                if !self.alive.contains(&msg.from) {
-                    self.stats.room_sync_rejected += 1;
-                } else if self.rooms.receive_sync(now, msg, &self.alive).is_err() {
+                if !self.alive.contains(&msg.from)
+                    || self.rooms.receive_sync(now, msg, &self.alive).is_err()
+                {
                     self.stats.room_sync_rejected += 1;
                 }
             }
@@ -245,43 +245,81 @@ impl Node {
 
     // ---- rooms ----
 
-    pub fn join_room(&mut self, now: Duration, room: &str, participant: &str) -> Result<(), RoomError> {
+    pub fn join_room(
+        &mut self,
+        now: Duration,
+        room: &str,
+        participant: &str,
+    ) -> Result<(), RoomError> {
         let r = self.rooms.join(now, room, participant);
         self.after_input(now);
         r
     }
 
-    pub fn leave_room(&mut self, now: Duration, room: &str, participant: &str) -> Result<bool, RoomError> {
+    pub fn leave_room(
+        &mut self,
+        now: Duration,
+        room: &str,
+        participant: &str,
+    ) -> Result<bool, RoomError> {
         let r = self.rooms.leave(now, room, participant);
         self.after_input(now);
         r
     }
 
-    pub fn publish_track(&mut self, now: Duration, room: &str, track: Track) -> Result<(), RoomError> {
+    pub fn publish_track(
+        &mut self,
+        now: Duration,
+        room: &str,
+        track: Track,
+    ) -> Result<(), RoomError> {
         let r = self.rooms.publish(now, room, track);
         self.after_input(now);
         r
     }
 
-    pub fn unpublish_track(&mut self, now: Duration, room: &str, track: &str) -> Result<bool, RoomError> {
+    pub fn unpublish_track(
+        &mut self,
+        now: Duration,
+        room: &str,
+        track: &str,
+    ) -> Result<bool, RoomError> {
         let r = self.rooms.unpublish(now, room, track);
         self.after_input(now);
         r
     }
 
-    pub fn subscribe(&mut self, now: Duration, room: &str, track: &str, layer: u8) -> Result<(), RoomError> {
+    pub fn subscribe(
+        &mut self,
+        now: Duration,
+        room: &str,
+        track: &str,
+        layer: u8,
+    ) -> Result<(), RoomError> {
         let r = self.rooms.subscribe(now, room, track, layer);
         self.after_input(now);
         r
     }
 
-    pub fn unsubscribe(&mut self, now: Duration, room: &str, track: &str, layer: u8) -> Result<bool, RoomError> {
+    pub fn unsubscribe(
+        &mut self,
+        now: Duration,
+        room: &str,
+        track: &str,
+        layer: u8,
+    ) -> Result<bool, RoomError> {
         let r = self.rooms.unsubscribe(now, room, track, layer);
         self.after_input(now);
         r
     }
 
-    pub fn set_room_metadata(&mut self, now: Duration, room: &str, key: &str, value: &str) -> Result<(), RoomError> {
+    pub fn set_room_metadata(
+        &mut self,
+        now: Duration,
+        room: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), RoomError> {
         let r = self.rooms.set_metadata(now, room, key, value);
         self.after_input(now);
         r
@@ -343,7 +381,11 @@ impl Node {
             let mut body = Vec::with_capacity(payload.len() + 1 + 16);
             body.push(wire::KIND_SWIM);
             body.extend_from_slice(&payload);
-            self.emit(to.link_addr, Some(to.id).filter(|id| id.0 != u64::MAX), body);
+            self.emit(
+                to.link_addr,
+                Some(to.id).filter(|id| id.0 != u64::MAX),
+                body,
+            );
         }
         while let Some((to, body)) = self.rooms.poll_out() {
             if let Some(addr) = self.membership.member(to).map(|m| m.link_addr) {
@@ -377,7 +419,12 @@ impl Node {
         };
         self.stats.transmits_out += 1;
         self.stats.bytes_out += body.len() as u64;
-        self.transmits.push_back(Transmit { to, to_node, delivery, data: body });
+        self.transmits.push_back(Transmit {
+            to,
+            to_node,
+            delivery,
+            data: body,
+        });
     }
 
     fn push_event(&mut self, e: Event) {

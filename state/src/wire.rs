@@ -67,7 +67,11 @@ pub fn decode(body: &[u8]) -> Result<Incoming<'_>, WireError> {
         }
         KIND_ROOM_DIGEST => {
             let msg: RoomDigestMsg<'_> = postcard::from_bytes(rest).map_err(|_| WireError::Body)?;
-            if msg.rooms.iter().any(|e| e.room.len() > crate::room::MAX_ID_LEN) {
+            if msg
+                .rooms
+                .iter()
+                .any(|e| e.room.len() > crate::room::MAX_ID_LEN)
+            {
                 return Err(WireError::TooLarge);
             }
             Ok(Incoming::RoomDigest(msg))

@@ -16,7 +16,10 @@ fn converged_membership(sim: &Sim) -> bool {
 fn formed(n: usize, seed: u64) -> Sim {
     let mut sim = Sim::with_nodes(SimConfig::lan(seed), n);
     let at = sim.run_until_pred(Duration::from_secs(20), converged_membership);
-    assert!(at.is_some(), "{n} nodes did not form a cluster (seed {seed})");
+    assert!(
+        at.is_some(),
+        "{n} nodes did not form a cluster (seed {seed})"
+    );
     sim.run_for(Duration::from_secs(1));
     sim.take_events();
     sim
@@ -60,8 +63,12 @@ fn dead_node_is_declared_down_by_every_survivor_within_1500ms() {
             let mut sim = formed(n, seed);
             let victim = (seed as usize) % n;
             for (i, t) in detection_times(&mut sim, victim).into_iter().enumerate() {
-                let t = t.unwrap_or_else(|| panic!("n={n} seed={seed}: survivor {i} never saw it down"));
-                assert!(t <= Duration::from_millis(1500), "n={n} seed={seed}: survivor {i} took {t:?}");
+                let t = t
+                    .unwrap_or_else(|| panic!("n={n} seed={seed}: survivor {i} never saw it down"));
+                assert!(
+                    t <= Duration::from_millis(1500),
+                    "n={n} seed={seed}: survivor {i} took {t:?}"
+                );
                 worst = worst.max(t);
             }
         }
@@ -94,7 +101,12 @@ fn restarted_node_rejoins_with_a_new_generation() {
     let back = sim.run_until_pred(sim.now() + Duration::from_secs(5), converged_membership);
     assert!(back.is_some());
     for i in [0, 2, 3] {
-        let m = sim.node(i).members().into_iter().find(|m| m.id == id).expect("member");
+        let m = sim
+            .node(i)
+            .members()
+            .into_iter()
+            .find(|m| m.id == id)
+            .expect("member");
         assert_eq!(m.generation, 1);
     }
 }
@@ -167,7 +179,9 @@ fn foca_like_down_notice(
     };
     PostcardCodec.encode_header(&header, &mut buf).unwrap();
     buf.extend_from_slice(&1u16.to_be_bytes());
-    PostcardCodec.encode_member(&Member::down(down.clone()), &mut buf).unwrap();
+    PostcardCodec
+        .encode_member(&Member::down(down.clone()), &mut buf)
+        .unwrap();
     let mut out = vec![1u8];
     out.extend_from_slice(&buf);
     out

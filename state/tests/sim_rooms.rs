@@ -9,7 +9,9 @@ use sluice_state::{LinkQuality, LoadSample, RoomSnapshot, Track, TrackKind};
 fn formed(n: usize, seed: u64) -> Sim {
     let mut sim = Sim::with_nodes(SimConfig::lan(seed), n);
     let ok = sim.run_until_pred(Duration::from_secs(20), |sim| {
-        sim.running().iter().all(|&i| sim.node(i).members().len() == sim.running().len() - 1)
+        sim.running()
+            .iter()
+            .all(|&i| sim.node(i).members().len() == sim.running().len() - 1)
     });
     assert!(ok.is_some(), "cluster did not form");
     sim
@@ -40,16 +42,24 @@ fn a_change_reaches_every_interested_node() {
     let mut sim = formed(5, 1);
     let now = sim.now();
     for i in 0..5 {
-        sim.node_mut(i).join_room(now, "room", &format!("p{i}")).unwrap();
+        sim.node_mut(i)
+            .join_room(now, "room", &format!("p{i}"))
+            .unwrap();
     }
     sim.run_for(Duration::from_secs(2));
     let now = sim.now();
-    sim.node_mut(2).publish_track(now, "room", track("cam", "p2")).unwrap();
+    sim.node_mut(2)
+        .publish_track(now, "room", track("cam", "p2"))
+        .unwrap();
     sim.node_mut(4).subscribe(now, "room", "cam", 1).unwrap();
-    sim.node_mut(0).set_room_metadata(now, "room", "title", "standup").unwrap();
+    sim.node_mut(0)
+        .set_room_metadata(now, "room", "title", "standup")
+        .unwrap();
     let t = sim.run_until_pred(now + Duration::from_secs(2), |sim| {
         all_equal(sim, &[0, 1, 2, 3, 4], "room")
-            && sim.node(1).room("room").is_some_and(|r| r.tracks.len() == 1 && r.subscriptions.len() == 1 && r.metadata.len() == 1)
+            && sim.node(1).room("room").is_some_and(|r| {
+                r.tracks.len() == 1 && r.subscriptions.len() == 1 && r.metadata.len() == 1
+            })
     });
     assert!(t.expect("no convergence") - now < Duration::from_millis(50));
     let snap = sim.node(3).room("room").unwrap();
@@ -66,13 +76,19 @@ fn concurrent_conflicting_edits_converge_to_one_value() {
         let mut sim = formed(4, seed);
         let now = sim.now();
         for i in 0..4 {
-            sim.node_mut(i).join_room(now, "r", &format!("p{i}")).unwrap();
+            sim.node_mut(i)
+                .join_room(now, "r", &format!("p{i}"))
+                .unwrap();
         }
         sim.run_for(Duration::from_secs(1));
         let now = sim.now();
         // Same instant, different values, on two nodes that cannot have seen each other.
-        sim.node_mut(1).set_room_metadata(now, "r", "layout", "grid").unwrap();
-        sim.node_mut(3).set_room_metadata(now, "r", "layout", "speaker").unwrap();
+        sim.node_mut(1)
+            .set_room_metadata(now, "r", "layout", "grid")
+            .unwrap();
+        sim.node_mut(3)
+            .set_room_metadata(now, "r", "layout", "speaker")
+            .unwrap();
         sim.run_for(Duration::from_secs(3));
         assert!(all_equal(&sim, &[0, 1, 2, 3], "r"), "seed {seed}");
         let v = sim.node(0).room("r").unwrap().metadata["layout"].clone();
@@ -86,7 +102,9 @@ fn partition_keeps_both_sides_serving_and_heals_to_one_state() {
     let all = [0, 1, 2, 3, 4, 5];
     let now = sim.now();
     for i in all {
-        sim.node_mut(i).join_room(now, "call", &format!("a{i}")).unwrap();
+        sim.node_mut(i)
+            .join_room(now, "call", &format!("a{i}"))
+            .unwrap();
     }
     sim.run_for(Duration::from_secs(2));
     assert!(all_equal(&sim, &all, "call"));
@@ -96,9 +114,15 @@ fn partition_keeps_both_sides_serving_and_heals_to_one_state() {
     // Both sides keep serving: each edits, and each side converges on its own edits.
     let now = sim.now();
     sim.node_mut(0).join_room(now, "call", "late-left").unwrap();
-    sim.node_mut(1).set_room_metadata(now, "call", "title", "left").unwrap();
-    sim.node_mut(4).join_room(now, "call", "late-right").unwrap();
-    sim.node_mut(5).publish_track(now, "call", track("screen", "a5")).unwrap();
+    sim.node_mut(1)
+        .set_room_metadata(now, "call", "title", "left")
+        .unwrap();
+    sim.node_mut(4)
+        .join_room(now, "call", "late-right")
+        .unwrap();
+    sim.node_mut(5)
+        .publish_track(now, "call", track("screen", "a5"))
+        .unwrap();
     sim.node_mut(3).leave_room(now, "call", "a3").unwrap();
     sim.run_for(Duration::from_secs(2));
     assert!(all_equal(&sim, &[0, 1, 2], "call"));
@@ -111,7 +135,11 @@ fn partition_keeps_both_sides_serving_and_heals_to_one_state() {
 
     sim.heal();
     let healed = sim.run_until_pred(sim.now() + Duration::from_secs(20), |sim| {
-        all_equal(sim, &all, "call") && sim.node(0).room("call").is_some_and(|r| r.participants.len() == 7)
+        all_equal(sim, &all, "call")
+            && sim
+                .node(0)
+                .room("call")
+                .is_some_and(|r| r.participants.len() == 7)
     });
     assert!(healed.is_some(), "{:#?}", snapshots(&sim, &all, "call"));
     let snap = sim.node(2).room("call").unwrap();
@@ -130,10 +158,14 @@ fn killed_node_leaves_every_room_on_every_survivor() {
         let now = sim.now();
         for room in ["r1", "r2", "r3"] {
             for i in 0..5 {
-                sim.node_mut(i).join_room(now, room, &format!("{room}-p{i}")).unwrap();
+                sim.node_mut(i)
+                    .join_room(now, room, &format!("{room}-p{i}"))
+                    .unwrap();
             }
         }
-        sim.node_mut(2).publish_track(now, "r1", track("t2", "r1-p2")).unwrap();
+        sim.node_mut(2)
+            .publish_track(now, "r1", track("t2", "r1-p2"))
+            .unwrap();
         sim.node_mut(2).subscribe(now, "r2", "x", 0).unwrap();
         sim.run_for(Duration::from_secs(2));
         let killed = sim.now();
@@ -143,7 +175,10 @@ fn killed_node_leaves_every_room_on_every_survivor() {
         let done = sim.run_until_pred(killed + Duration::from_secs(5), |sim| {
             ["r1", "r2", "r3"].iter().all(|room| {
                 all_equal(sim, &survivors, room)
-                    && sim.node(0).room(room).is_some_and(|r| r.participants.len() == 4)
+                    && sim
+                        .node(0)
+                        .room(room)
+                        .is_some_and(|r| r.participants.len() == 4)
             })
         });
         let t = done.expect("participants of the dead node not removed") - killed;
@@ -166,11 +201,17 @@ fn anti_entropy_repairs_lost_pushes() {
     let now = sim.now();
     for i in 0..4 {
         for k in 0..5 {
-            sim.node_mut(i).join_room(now, "lossy", &format!("n{i}-{k}")).unwrap();
+            sim.node_mut(i)
+                .join_room(now, "lossy", &format!("n{i}-{k}"))
+                .unwrap();
         }
     }
     let ok = sim.run_until_pred(now + Duration::from_secs(30), |sim| {
-        all_equal(sim, &[0, 1, 2, 3], "lossy") && sim.node(0).room("lossy").is_some_and(|r| r.participants.len() == 20)
+        all_equal(sim, &[0, 1, 2, 3], "lossy")
+            && sim
+                .node(0)
+                .room("lossy")
+                .is_some_and(|r| r.participants.len() == 20)
     });
     assert!(ok.is_some());
 }
@@ -180,24 +221,36 @@ fn empty_room_is_dropped_everywhere_and_can_be_recreated() {
     let mut sim = formed(3, 4);
     let now = sim.now();
     for i in 0..3 {
-        sim.node_mut(i).join_room(now, "brief", &format!("p{i}")).unwrap();
+        sim.node_mut(i)
+            .join_room(now, "brief", &format!("p{i}"))
+            .unwrap();
     }
     sim.run_for(Duration::from_secs(1));
     for cycle in 0..20 {
         let now = sim.now();
-        sim.node_mut(cycle % 3).join_room(now, "brief", &format!("churn{cycle}")).unwrap();
+        sim.node_mut(cycle % 3)
+            .join_room(now, "brief", &format!("churn{cycle}"))
+            .unwrap();
         sim.run_for(Duration::from_millis(20));
         let now = sim.now();
-        sim.node_mut(cycle % 3).leave_room(now, "brief", &format!("churn{cycle}")).unwrap();
+        sim.node_mut(cycle % 3)
+            .leave_room(now, "brief", &format!("churn{cycle}"))
+            .unwrap();
     }
     let now = sim.now();
     for i in 0..3 {
-        sim.node_mut(i).leave_room(now, "brief", &format!("p{i}")).unwrap();
+        sim.node_mut(i)
+            .leave_room(now, "brief", &format!("p{i}"))
+            .unwrap();
     }
     // Grace period (3 s) plus propagation.
     sim.run_for(Duration::from_secs(5));
     for i in 0..3 {
-        assert!(sim.node(i).rooms().is_empty(), "node {i} still holds {:?}", sim.node(i).rooms());
+        assert!(
+            sim.node(i).rooms().is_empty(),
+            "node {i} still holds {:?}",
+            sim.node(i).rooms()
+        );
         assert_eq!(sim.node(i).stats().rooms_dropped, 1);
     }
     // It stays dropped: nothing resurrects it.
@@ -213,7 +266,10 @@ fn empty_room_is_dropped_everywhere_and_can_be_recreated() {
     let snap = sim.node(2).room("brief").unwrap();
     assert_eq!(snap.participants.len(), 2);
     let fresh_size = sim.node_mut(2).room_doc("brief").unwrap().saved_len();
-    assert!(fresh_size < 600, "history of the dropped incarnation survived: {fresh_size} bytes");
+    assert!(
+        fresh_size < 600,
+        "history of the dropped incarnation survived: {fresh_size} bytes"
+    );
 }
 
 #[test]
@@ -222,10 +278,14 @@ fn large_sync_messages_travel_as_streams() {
     let now = sim.now();
     // Enough state that the first full sync exceeds one datagram.
     for k in 0..200 {
-        sim.node_mut(0).join_room(now, "big", &format!("participant-with-a-long-id-{k:04}")).unwrap();
+        sim.node_mut(0)
+            .join_room(now, "big", &format!("participant-with-a-long-id-{k:04}"))
+            .unwrap();
     }
     sim.node_mut(1).join_room(now, "big", "late").unwrap();
-    let ok = sim.run_until_pred(now + Duration::from_secs(5), |sim| all_equal(sim, &[0, 1], "big"));
+    let ok = sim.run_until_pred(now + Duration::from_secs(5), |sim| {
+        all_equal(sim, &[0, 1], "big")
+    });
     assert!(ok.is_some());
     assert_eq!(sim.node(1).room("big").unwrap().participants.len(), 201);
     assert!(sim.traffic(0).streams > 0, "{:?}", sim.traffic(0));
@@ -240,19 +300,30 @@ fn load_reports_reach_every_node_within_a_second() {
         cpu_permille: 730,
         sessions: 41,
         egress_bps: 250_000_000,
-        links: (0..40).map(|p| LinkQuality { peer: sluice_state::NodeId(p), rtt_ms: p as u16, loss_permille: 0 }).collect(),
+        links: (0..40)
+            .map(|p| LinkQuality {
+                peer: sluice_state::NodeId(p),
+                rtt_ms: p as u16,
+                loss_permille: 0,
+            })
+            .collect(),
     };
     sim.node_mut(7).set_load(now, sample);
     let id = sim.node_id(7);
     let t = sim.run_until_pred(now + Duration::from_secs(3), |sim| {
         sim.running().iter().all(|&i| {
-            sim.node(i).load_of(id, sim.now()).is_some_and(|v| v.report.sample.sessions == 41)
+            sim.node(i)
+                .load_of(id, sim.now())
+                .is_some_and(|v| v.report.sample.sessions == 41)
         })
     });
     let t = t.expect("load never spread") - now;
     assert!(t < Duration::from_secs(1), "{t:?}");
     let view = sim.node(0).load_of(id, sim.now()).unwrap();
-    assert_eq!(view.report.sample.links.len(), sluice_state::load::MAX_LINKS_IN_REPORT);
+    assert_eq!(
+        view.report.sample.links.len(),
+        sluice_state::load::MAX_LINKS_IN_REPORT
+    );
     assert!(view.age < Duration::from_secs(1));
 }
 
@@ -260,7 +331,11 @@ fn load_reports_reach_every_node_within_a_second() {
 fn a_failing_seed_replays_exactly() {
     let run = |seed| {
         let mut config = SimConfig::lan(seed);
-        config.link = LinkProfile { loss: 0.05, jitter: Duration::from_millis(3), ..config.link };
+        config.link = LinkProfile {
+            loss: 0.05,
+            jitter: Duration::from_millis(3),
+            ..config.link
+        };
         let mut sim = Sim::with_nodes(config, 5);
         sim.run_for(Duration::from_secs(2));
         let now = sim.now();

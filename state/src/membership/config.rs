@@ -52,12 +52,10 @@ impl SwimTuning {
         config.probe_period = self.probe_period;
         config.probe_rtt = self.probe_rtt;
         config.num_indirect_probes = NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN);
-        config.max_transmissions =
-            NonZeroU8::new(self.max_transmissions).unwrap_or(NonZeroU8::MIN);
+        config.max_transmissions = NonZeroU8::new(self.max_transmissions).unwrap_or(NonZeroU8::MIN);
         config.suspect_to_down_after = self.suspect_to_down_after;
         config.remove_down_after = Some(self.remove_down_after);
-        config.max_packet_size =
-            NonZeroUsize::new(SWIM_PAYLOAD_MAX).unwrap_or(NonZeroUsize::MIN);
+        config.max_packet_size = NonZeroUsize::new(SWIM_PAYLOAD_MAX).unwrap_or(NonZeroUsize::MIN);
         config.notify_down_members = true;
         let every = |frequency, n: usize| {
             Some(foca::PeriodicParams {

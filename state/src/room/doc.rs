@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::CommitOptions;
-use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, transaction::Transactable};
+use automerge::{
+    ActorId, AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, transaction::Transactable,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{MAX_ID_LEN, MAX_LAYERS, MAX_SYNC_MESSAGE, MAX_VALUE_LEN};
@@ -179,7 +181,8 @@ impl RoomDoc {
     /// a simulated run is reproducible byte for byte.
     pub(crate) fn commit(&mut self, now: Duration) -> Option<ChangeHash> {
         let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        self.doc.commit_with(CommitOptions::default().with_time(secs))
+        self.doc
+            .commit_with(CommitOptions::default().with_time(secs))
     }
 
     pub fn heads(&mut self) -> Vec<ChangeHash> {
@@ -191,14 +194,20 @@ impl RoomDoc {
     }
 
     pub fn participant_count(&self) -> usize {
-        self.doc.keys(automerge::ROOT).filter(|k| k.starts_with("p/")).count()
+        self.doc
+            .keys(automerge::ROOT)
+            .filter(|k| k.starts_with("p/"))
+            .count()
     }
 
     /// Decodes the whole document. Records a peer wrote in an unknown shape are skipped.
     pub fn snapshot(&self) -> RoomSnapshot {
         let mut snap = RoomSnapshot::default();
         for key in self.doc.keys(automerge::ROOT) {
-            let Some(value) = self.get_raw(&key).or_else(|| self.get_str(&key).map(String::into_bytes)) else {
+            let Some(value) = self
+                .get_raw(&key)
+                .or_else(|| self.get_str(&key).map(String::into_bytes))
+            else {
                 continue;
             };
             if let Some(id) = key.strip_prefix("p/") {
@@ -237,7 +246,10 @@ impl RoomDoc {
     }
 
     pub(crate) fn generate_sync(&mut self, state: &mut sync::State) -> Option<Vec<u8>> {
-        self.doc.sync().generate_sync_message(state).map(sync::Message::encode)
+        self.doc
+            .sync()
+            .generate_sync_message(state)
+            .map(sync::Message::encode)
     }
 
     pub(crate) fn receive_sync(

@@ -7,8 +7,8 @@ pub use doc::{
     Participant, RoomDoc, RoomError, RoomSnapshot, Subscription, Track, TrackKind,
     decode_sync_message,
 };
-pub(crate) use store::{RoomEvent, Rooms};
 pub use store::RoomPolicy;
+pub(crate) use store::{RoomEvent, Rooms};
 
 /// Longest room, participant, track or metadata key id accepted.
 pub const MAX_ID_LEN: usize = 64;

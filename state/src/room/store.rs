@@ -40,8 +40,7 @@ use rand::rngs::StdRng;
 
 use super::doc::{
     Participant, RoomDoc, RoomError, RoomSnapshot, Subscription, Track, check_id,
-    decode_sync_message, encode_record, metadata_key, participant_key, subscription_key,
-    track_key,
+    decode_sync_message, encode_record, metadata_key, participant_key, subscription_key, track_key,
 };
 use super::{MAX_LAYERS, MAX_VALUE_LEN, RoomId};
 use crate::identity::NodeId;
@@ -61,6 +60,9 @@ impl Default for RoomPolicy {
         }
     }
 }
+
+/// A room and its heads, queued for a digest.
+type DigestItem = (RoomId, Vec<[u8; 32]>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RoomEvent {
@@ -120,10 +122,8 @@ impl Rooms {
     /// A node that rejoined under a new generation writes under new actors.
     pub(crate) fn set_generation(&mut self, generation: u32) {
         self.actor_prefix[8..].copy_from_slice(&generation.to_be_bytes());
+        // Rooms already open keep their actor and continue its sequence.
         self.actors_used = 0;
-        for room in self.rooms.values_mut() {
-            let _ = room; // existing docs keep their actor: its sequence continues
-        }
     }
 
     fn room_mut(&mut self, id: &str, now: Duration) -> &mut Room {
@@ -161,7 +161,13 @@ impl Rooms {
         self.rooms.get_mut(id).map(|r| &mut r.doc)
     }
 
-    fn write_owned(&mut self, now: Duration, room: &str, key: String, value: Vec<u8>) -> Result<(), RoomError> {
+    fn write_owned(
+        &mut self,
+        now: Duration,
+        room: &str,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), RoomError> {
         check_id(room)?;
         let r = self.room_mut(room, now);
         r.doc.put_raw(&key, &value)?;
@@ -187,18 +193,33 @@ impl Rooms {
         }
     }
 
-    pub(crate) fn join(&mut self, now: Duration, room: &str, participant: &str) -> Result<(), RoomError> {
+    pub(crate) fn join(
+        &mut self,
+        now: Duration,
+        room: &str,
+        participant: &str,
+    ) -> Result<(), RoomError> {
         check_id(participant)?;
         let record = Participant {
             id: participant.to_owned(),
             home: self.local,
             joined_at_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
         };
-        self.write_owned(now, room, participant_key(participant), encode_record(&record))
+        self.write_owned(
+            now,
+            room,
+            participant_key(participant),
+            encode_record(&record),
+        )
     }
 
     /// Removes a participant and the tracks it published.
-    pub(crate) fn leave(&mut self, now: Duration, room: &str, participant: &str) -> Result<bool, RoomError> {
+    pub(crate) fn leave(
+        &mut self,
+        now: Duration,
+        room: &str,
+        participant: &str,
+    ) -> Result<bool, RoomError> {
         let r = self.rooms.get_mut(room).ok_or(RoomError::NoRoom)?;
         let snap = r.doc.snapshot();
         for t in snap.tracks.values().filter(|t| t.owner == participant) {
@@ -209,36 +230,76 @@ impl Rooms {
         self.delete_owned(now, room, &participant_key(participant))
     }
 
-    pub(crate) fn publish(&mut self, now: Duration, room: &str, track: Track) -> Result<(), RoomError> {
+    pub(crate) fn publish(
+        &mut self,
+        now: Duration,
+        room: &str,
+        track: Track,
+    ) -> Result<(), RoomError> {
         check_id(&track.id)?;
         check_id(&track.owner)?;
-        if track.codec.len() > MAX_VALUE_LEN || track.layers.iter().any(|l| l.len() > MAX_VALUE_LEN) {
+        if track.codec.len() > MAX_VALUE_LEN || track.layers.iter().any(|l| l.len() > MAX_VALUE_LEN)
+        {
             return Err(RoomError::ValueTooLong);
         }
         if track.layers.len() > MAX_LAYERS {
             return Err(RoomError::TooManyLayers);
         }
-        let track = Track { home: self.local, ..track };
+        let track = Track {
+            home: self.local,
+            ..track
+        };
         self.write_owned(now, room, track_key(&track.id), encode_record(&track))
     }
 
-    pub(crate) fn unpublish(&mut self, now: Duration, room: &str, track: &str) -> Result<bool, RoomError> {
+    pub(crate) fn unpublish(
+        &mut self,
+        now: Duration,
+        room: &str,
+        track: &str,
+    ) -> Result<bool, RoomError> {
         self.delete_owned(now, room, &track_key(track))
     }
 
-    pub(crate) fn subscribe(&mut self, now: Duration, room: &str, track: &str, layer: u8) -> Result<(), RoomError> {
+    pub(crate) fn subscribe(
+        &mut self,
+        now: Duration,
+        room: &str,
+        track: &str,
+        layer: u8,
+    ) -> Result<(), RoomError> {
         check_id(track)?;
-        let s = Subscription { node: self.local, track: track.to_owned(), layer };
+        let s = Subscription {
+            node: self.local,
+            track: track.to_owned(),
+            layer,
+        };
         self.write_owned(now, room, subscription_key(&s), Vec::new())
     }
 
-    pub(crate) fn unsubscribe(&mut self, now: Duration, room: &str, track: &str, layer: u8) -> Result<bool, RoomError> {
-        let s = Subscription { node: self.local, track: track.to_owned(), layer };
+    pub(crate) fn unsubscribe(
+        &mut self,
+        now: Duration,
+        room: &str,
+        track: &str,
+        layer: u8,
+    ) -> Result<bool, RoomError> {
+        let s = Subscription {
+            node: self.local,
+            track: track.to_owned(),
+            layer,
+        };
         self.delete_owned(now, room, &subscription_key(&s))
     }
 
     /// Room metadata is shared, not owned: concurrent writes resolve last-writer-wins.
-    pub(crate) fn set_metadata(&mut self, now: Duration, room: &str, key: &str, value: &str) -> Result<(), RoomError> {
+    pub(crate) fn set_metadata(
+        &mut self,
+        now: Duration,
+        room: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), RoomError> {
         check_id(room)?;
         check_id(key)?;
         if value.len() > MAX_VALUE_LEN {
@@ -257,7 +318,9 @@ impl Rooms {
     pub(crate) fn remove_node(&mut self, now: Duration, node: NodeId) {
         let ids: Vec<RoomId> = self.rooms.keys().cloned().collect();
         for id in ids {
-            let Some(r) = self.rooms.get_mut(&id) else { continue };
+            let Some(r) = self.rooms.get_mut(&id) else {
+                continue;
+            };
             r.peers.remove(&node);
             let snap = r.doc.snapshot();
             let mut keys: Vec<String> = snap
@@ -267,8 +330,18 @@ impl Rooms {
                 .map(|p| participant_key(&p.id))
                 .collect();
             self.removed_on_down += keys.len() as u64;
-            keys.extend(snap.tracks.values().filter(|t| t.home == node).map(|t| track_key(&t.id)));
-            keys.extend(snap.subscriptions.iter().filter(|s| s.node == node).map(subscription_key));
+            keys.extend(
+                snap.tracks
+                    .values()
+                    .filter(|t| t.home == node)
+                    .map(|t| track_key(&t.id)),
+            );
+            keys.extend(
+                snap.subscriptions
+                    .iter()
+                    .filter(|s| s.node == node)
+                    .map(subscription_key),
+            );
             let mut changed = false;
             for key in keys {
                 changed |= r.doc.delete(&key).unwrap_or(false);
@@ -313,7 +386,9 @@ impl Rooms {
 
     /// Writes back owned records a merge removed: this node still holds those sessions.
     fn reassert(&mut self, now: Duration, room: &str) {
-        let Some(r) = self.rooms.get_mut(room) else { return };
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
         let mut wrote = 0;
         for (key, value) in &r.owned {
             if r.doc.get_raw(key).as_deref() != Some(value.as_slice())
@@ -329,12 +404,18 @@ impl Rooms {
     }
 
     fn reply(&mut self, room: &str, to: NodeId) {
-        let Some(r) = self.rooms.get_mut(room) else { return };
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
         let state = r.peers.entry(to).or_default();
         if let Some(data) = r.doc.generate_sync(state) {
             let body = wire::encode(
                 wire::KIND_ROOM_SYNC,
-                &RoomSyncMsg { from: self.local, room, data: &data },
+                &RoomSyncMsg {
+                    from: self.local,
+                    room,
+                    data: &data,
+                },
             );
             self.out.push((to, body));
         }
@@ -368,7 +449,9 @@ impl Rooms {
             .map(|(id, _)| id.clone())
             .collect();
         for id in dirty {
-            let Some(r) = self.rooms.get_mut(&id) else { continue };
+            let Some(r) = self.rooms.get_mut(&id) else {
+                continue;
+            };
             r.dirty = false;
             for peer in interested(&id, r, self.local, alive) {
                 self.reply(&id, peer);
@@ -386,7 +469,12 @@ impl Rooms {
         drop_at.map_or(self.next_anti_entropy, |d| d.min(self.next_anti_entropy))
     }
 
-    pub(crate) fn handle_timeout(&mut self, now: Duration, alive: &BTreeSet<NodeId>, rng: &mut StdRng) {
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Duration,
+        alive: &BTreeSet<NodeId>,
+        rng: &mut StdRng,
+    ) {
         // Emptiness is tracked here rather than on every edit: cheap and exact enough
         // for a grace period measured in seconds.
         let mut to_drop = Vec::new();
@@ -408,7 +496,7 @@ impl Rooms {
 
         if now >= self.next_anti_entropy {
             self.next_anti_entropy = now + self.policy.anti_entropy_every;
-            let mut per_peer: BTreeMap<NodeId, Vec<(RoomId, Vec<[u8; 32]>)>> = BTreeMap::new();
+            let mut per_peer: BTreeMap<NodeId, Vec<DigestItem>> = BTreeMap::new();
             for (id, r) in &mut self.rooms {
                 if r.empty_since.is_some() {
                     continue;
@@ -416,6 +504,25 @@ impl Rooms {
                 let peers: Vec<NodeId> = interested(id, r, self.local, alive).into_iter().collect();
                 if peers.is_empty() {
                     continue;
+                }
+                // Open a sync session with every interested peer we have never synced
+                // with: until both sides have exchanged heads, automerge cannot put a
+                // change in the first message, and a push would take three trips.
+                for &peer in &peers {
+                    if !r.peers.contains_key(&peer) {
+                        let state = r.peers.entry(peer).or_default();
+                        if let Some(data) = r.doc.generate_sync(state) {
+                            let body = wire::encode(
+                                wire::KIND_ROOM_SYNC,
+                                &RoomSyncMsg {
+                                    from: self.local,
+                                    room: id,
+                                    data: &data,
+                                },
+                            );
+                            self.out.push((peer, body));
+                        }
+                    }
                 }
                 let peer = peers[rng.random_range(0..peers.len())];
                 let heads = r.doc.heads().iter().map(|h| h.0).collect();
@@ -429,21 +536,33 @@ impl Rooms {
                         from: self.local,
                         rooms: chunk
                             .iter()
-                            .map(|(room, heads)| DigestEntry { room, heads: heads.clone() })
+                            .map(|(room, heads)| DigestEntry {
+                                room,
+                                heads: heads.clone(),
+                            })
                             .collect(),
                     };
-                    self.out.push((peer, wire::encode(wire::KIND_ROOM_DIGEST, &msg)));
+                    self.out
+                        .push((peer, wire::encode(wire::KIND_ROOM_DIGEST, &msg)));
                 }
             }
         }
     }
 
     pub(crate) fn poll_out(&mut self) -> Option<(NodeId, Vec<u8>)> {
-        if self.out.is_empty() { None } else { Some(self.out.remove(0)) }
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.remove(0))
+        }
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<RoomEvent> {
-        if self.events.is_empty() { None } else { Some(self.events.remove(0)) }
+        if self.events.is_empty() {
+            None
+        } else {
+            Some(self.events.remove(0))
+        }
     }
 }
 

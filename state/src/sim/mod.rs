@@ -115,13 +115,20 @@ impl Sim {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, octets[0], octets[1]));
         let identity = NodeIdentity::new(
             NodeId(i as u64 + 1),
-            if i % 2 == 0 { "eu-west" } else { "us-east" },
+            if i.is_multiple_of(2) {
+                "eu-west"
+            } else {
+                "us-east"
+            },
             SocketAddr::new(ip, 5000),
             SocketAddr::new(ip, 7000),
             1000,
         );
         self.by_addr.insert(identity.link_addr, i);
-        self.slots.push(Slot { node: None, identity: identity.clone() });
+        self.slots.push(Slot {
+            node: None,
+            identity: identity.clone(),
+        });
         self.traffic.push(Traffic::default());
         self.start(i, identity);
         i
@@ -153,17 +160,25 @@ impl Sim {
 
     /// Indices of running nodes.
     pub fn running(&self) -> Vec<usize> {
-        (0..self.slots.len()).filter(|&i| self.slots[i].node.is_some()).collect()
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].node.is_some())
+            .collect()
     }
 
     /// Panics if node `i` was killed: a test asking for a dead node is a broken test.
     pub fn node(&self, i: usize) -> &Node {
-        self.slots[i].node.as_ref().unwrap_or_else(|| panic!("node {i} is not running"))
+        self.slots[i]
+            .node
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {i} is not running"))
     }
 
     /// Edit a node directly; pass it [`Sim::now`]. Its output is sent on the next step.
     pub fn node_mut(&mut self, i: usize) -> &mut Node {
-        self.slots[i].node.as_mut().unwrap_or_else(|| panic!("node {i} is not running"))
+        self.slots[i]
+            .node
+            .as_mut()
+            .unwrap_or_else(|| panic!("node {i} is not running"))
     }
 
     pub fn node_id(&self, i: usize) -> NodeId {
@@ -247,7 +262,9 @@ impl Sim {
 
     fn collect(&mut self) {
         for i in 0..self.slots.len() {
-            let Some(node) = self.slots[i].node.as_mut() else { continue };
+            let Some(node) = self.slots[i].node.as_mut() else {
+                continue;
+            };
             while let Some(t) = node.poll_transmit() {
                 let traffic = &mut self.traffic[i];
                 traffic.bytes += t.data.len() as u64;
@@ -256,7 +273,8 @@ impl Sim {
                     Delivery::Stream => traffic.streams += 1,
                 }
                 if let Some(&to) = self.by_addr.get(&t.to) {
-                    self.net.send(self.now, i, to, t.delivery, t.data, &mut self.rng);
+                    self.net
+                        .send(self.now, i, to, t.delivery, t.data, &mut self.rng);
                 }
             }
             if self.record_events {
@@ -284,7 +302,9 @@ impl Sim {
     /// Processes the next instant with activity, if it is not after `limit`.
     fn step(&mut self, limit: Duration) -> bool {
         self.collect();
-        let Some(next) = self.next_activity() else { return false };
+        let Some(next) = self.next_activity() else {
+            return false;
+        };
         if next > limit {
             return false;
         }

@@ -111,7 +111,15 @@ impl Network {
             }
         }
         self.seq += 1;
-        self.in_flight.insert((at, self.seq), Packet { to, delivery, data, from });
+        self.in_flight.insert(
+            (at, self.seq),
+            Packet {
+                to,
+                delivery,
+                data,
+                from,
+            },
+        );
     }
 
     pub(crate) fn next_delivery(&self) -> Option<Duration> {
