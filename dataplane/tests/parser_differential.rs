@@ -313,7 +313,7 @@ proptest! {
 
 #[test]
 fn rtp_they_write_we_parse() {
-    let mut pkt = rtp::packet::Packet {
+    let pkt = rtp::packet::Packet {
         header: rtp::header::Header {
             version: 2,
             marker: true,

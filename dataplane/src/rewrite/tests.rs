@@ -134,10 +134,10 @@ fn receiver_rollover_survives_switches_and_restarts() {
         state ^= state << 13;
         state ^= state >> 17;
         state ^= state << 5;
-        if state % 500 == 0 {
+        if state.is_multiple_of(500) {
             layer = (layer + 1) % 3;
         }
-        if state % 7919 == 0 {
+        if state.is_multiple_of(7919) {
             src_seq[layer] = src_seq[layer].wrapping_add(20_000); // publisher restart
         }
         src_seq[layer] = src_seq[layer].wrapping_add(1);
