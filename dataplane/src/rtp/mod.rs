@@ -55,6 +55,18 @@ impl<'a> RtpPacket<'a> {
         })
     }
 
+    /// Parses the header chain only, leaving padding unchecked: for SRTP packets, whose
+    /// padding count lies in the still-encrypted payload.
+    pub fn parse_header(buf: &'a [u8]) -> Result<Self, RtpError> {
+        let layout = Layout::parse_header(buf)?;
+        Ok(Self {
+            buf,
+            header_len: layout.header_len,
+            payload_end: layout.payload_end,
+            ext: layout.ext,
+        })
+    }
+
     pub fn as_bytes(&self) -> &'a [u8] {
         self.buf
     }
