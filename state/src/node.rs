@@ -183,6 +183,18 @@ impl Node {
                     self.stats.room_sync_rejected += 1;
                 }
             }
+            Ok(Incoming::RoomPush(msg)) => {
+                if !self.alive.contains(&msg.from)
+                    || self.rooms.receive_push(now, msg, &self.alive).is_err()
+                {
+                    self.stats.room_sync_rejected += 1;
+                }
+            }
+            Ok(Incoming::RoomState(msg)) => {
+                if !self.alive.contains(&msg.from) || self.rooms.receive_state(now, msg).is_err() {
+                    self.stats.room_sync_rejected += 1;
+                }
+            }
             Ok(Incoming::RoomDigest(msg)) => {
                 if self.alive.contains(&msg.from) {
                     self.rooms.receive_digest(now, msg);
@@ -333,6 +345,11 @@ impl Node {
         self.rooms.room_ids().cloned().collect()
     }
 
+    /// The history epoch this node holds for a room (number, creator actor).
+    pub fn room_epoch(&self, room: &str) -> Option<crate::wire::EpochId> {
+        self.rooms.epoch_of(room)
+    }
+
     /// Direct access for measurement (benchmarks report document sizes).
     pub fn room_doc(&mut self, room: &str) -> Option<&mut crate::room::RoomDoc> {
         self.rooms.doc_mut(room)
@@ -345,6 +362,7 @@ impl Node {
             match event {
                 MemberEvent::Up(id) => {
                     self.alive.insert(id.id);
+                    self.rooms.node_up(id.id);
                     // The newcomer has none of our load; don't make it wait a refresh.
                     self.load.force();
                     self.push_event(Event::MemberUp(id));
@@ -376,7 +394,7 @@ impl Node {
         self.process_membership(now);
         let received = self.membership.load_table().stamp(now);
         self.stats.load_reports_received += received;
-        self.rooms.flush(&self.alive);
+        self.rooms.flush(now, &self.alive);
         while let Some((to, payload)) = self.membership.poll_send() {
             let mut body = Vec::with_capacity(payload.len() + 1 + 16);
             body.push(wire::KIND_SWIM);
@@ -403,6 +421,8 @@ impl Node {
         self.stats.rooms_dropped = self.rooms.dropped;
         self.stats.participants_removed_on_down = self.rooms.removed_on_down;
         self.stats.records_reasserted = self.rooms.reasserted;
+        self.stats.room_compactions = self.rooms.compactions;
+        self.stats.room_epochs_adopted = self.rooms.epochs_adopted;
     }
 
     fn emit(&mut self, to: SocketAddr, to_node: Option<NodeId>, mut body: Vec<u8>) {

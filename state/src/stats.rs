@@ -20,6 +20,10 @@ pub struct Stats {
     pub rooms_dropped: u64,
     pub participants_removed_on_down: u64,
     pub records_reasserted: u64,
+    /// Epochs this node started by compacting a room's history.
+    pub room_compactions: u64,
+    /// Newer epochs received from peers and installed.
+    pub room_epochs_adopted: u64,
     pub load_reports_received: u64,
     pub events_overflowed: u64,
 }

@@ -10,13 +10,65 @@ use crate::identity::NodeId;
 pub(crate) const KIND_SWIM: u8 = 1;
 pub(crate) const KIND_ROOM_SYNC: u8 = 2;
 pub(crate) const KIND_ROOM_DIGEST: u8 = 3;
+pub(crate) const KIND_ROOM_PUSH: u8 = 4;
+pub(crate) const KIND_ROOM_STATE: u8 = 5;
 
-/// An automerge sync message for one room.
+/// Which history generation of a room a message belongs to. A room starts at
+/// [`EpochId::ZERO`], shared by every node that creates it; each compaction starts a
+/// new epoch named by its number and the actor that wrote its first change, so two
+/// nodes that compact concurrently produce distinct, totally ordered epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EpochId {
+    pub number: u32,
+    pub creator: [u8; 16],
+}
+
+impl EpochId {
+    pub const ZERO: Self = Self {
+        number: 0,
+        creator: [0; 16],
+    };
+}
+
+/// An automerge sync message for one room (repair and catch-up).
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RoomSyncMsg<'a> {
     pub from: NodeId,
     pub room: &'a str,
+    pub epoch: EpochId,
     pub data: &'a [u8],
+}
+
+/// New changes, sent as they are committed. Carrying the changes themselves (rather
+/// than a sync message) means a change crosses in one trip whatever the pair's sync
+/// state says: automerge's sync protocol filters changes through the peer's Bloom
+/// filter, and a false positive there costs two extra trips.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoomPushMsg<'a> {
+    pub from: NodeId,
+    pub room: &'a str,
+    pub epoch: EpochId,
+    #[serde(borrow)]
+    pub changes: Vec<&'a [u8]>,
+    /// Nodes the author sent these changes to; the coordinator relays to the rest
+    /// it knows are interested. Empty on a relayed copy, which is never relayed again.
+    pub sent_to: Vec<NodeId>,
+    pub relay: bool,
+}
+
+/// A whole epoch: its saved document and where it came from. Sent to a peer that is
+/// behind (a lower epoch, or a first contact with the coordinator).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoomStateMsg<'a> {
+    pub from: NodeId,
+    pub room: &'a str,
+    pub epoch: EpochId,
+    /// The epoch this one was compacted from (equal to `epoch` for epoch zero).
+    pub parent: EpochId,
+    /// Highest sequence number per actor of the parent epoch included in this one.
+    #[serde(borrow)]
+    pub clock: Vec<(&'a [u8], u64)>,
+    pub doc: &'a [u8],
 }
 
 /// Anti-entropy summary: the heads of rooms the sender believes we share.
@@ -30,6 +82,7 @@ pub struct RoomDigestMsg<'a> {
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DigestEntry<'a> {
     pub room: &'a str,
+    pub epoch: EpochId,
     pub heads: Vec<[u8; 32]>,
 }
 
@@ -39,6 +92,8 @@ pub enum Incoming<'a> {
     Swim(&'a [u8]),
     RoomSync(RoomSyncMsg<'a>),
     RoomDigest(RoomDigestMsg<'a>),
+    RoomPush(RoomPushMsg<'a>),
+    RoomState(RoomStateMsg<'a>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +130,20 @@ pub fn decode(body: &[u8]) -> Result<Incoming<'_>, WireError> {
                 return Err(WireError::TooLarge);
             }
             Ok(Incoming::RoomDigest(msg))
+        }
+        KIND_ROOM_PUSH => {
+            let msg: RoomPushMsg<'_> = postcard::from_bytes(rest).map_err(|_| WireError::Body)?;
+            if msg.room.len() > crate::room::MAX_ID_LEN {
+                return Err(WireError::TooLarge);
+            }
+            Ok(Incoming::RoomPush(msg))
+        }
+        KIND_ROOM_STATE => {
+            let msg: RoomStateMsg<'_> = postcard::from_bytes(rest).map_err(|_| WireError::Body)?;
+            if msg.room.len() > crate::room::MAX_ID_LEN {
+                return Err(WireError::TooLarge);
+            }
+            Ok(Incoming::RoomState(msg))
         }
         other => Err(WireError::UnknownKind(other)),
     }

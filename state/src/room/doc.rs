@@ -19,7 +19,7 @@ use std::time::Duration;
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::CommitOptions;
 use automerge::{
-    ActorId, AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, transaction::Transactable,
+    ActorId, AutoCommit, Change, ChangeHash, ReadDoc, ScalarValue, Value, transaction::Transactable,
 };
 use serde::{Deserialize, Serialize};
 
@@ -261,6 +261,105 @@ impl RoomDoc {
             .sync()
             .receive_sync_message(state, msg)
             .map_err(|e| RoomError::Rejected(e.to_string()))
+    }
+
+    /// The change this node committed last, encoded for a push.
+    pub(crate) fn last_local_change(&mut self) -> Option<Vec<u8>> {
+        self.doc
+            .get_last_local_change()
+            .map(|mut c| c.bytes().into_owned())
+    }
+
+    /// Encoded changes added since `heads` (what a relay forwards after a sync).
+    pub(crate) fn changes_since(&mut self, heads: &[ChangeHash]) -> Vec<Vec<u8>> {
+        self.doc
+            .get_changes(heads)
+            .into_iter()
+            .map(|mut c| c.bytes().into_owned())
+            .collect()
+    }
+
+    /// Applies pushed changes; ones whose dependencies are missing wait inside
+    /// automerge until those arrive. Returns whether one of them started a history
+    /// (no dependencies): its author created the room without knowing ours.
+    pub(crate) fn apply_changes(&mut self, changes: &[&[u8]]) -> Result<bool, RoomError> {
+        let mut decoded = Vec::with_capacity(changes.len());
+        for c in changes {
+            if c.len() > MAX_SYNC_MESSAGE {
+                return Err(RoomError::SyncTooLarge);
+            }
+            decoded.push(Change::from_bytes(c.to_vec()).map_err(|_| RoomError::SyncMalformed)?);
+        }
+        let rootless = decoded.iter().any(|c| c.deps().is_empty());
+        self.doc
+            .apply_changes(decoded)
+            .map_err(|e| RoomError::Rejected(e.to_string()))?;
+        Ok(rootless)
+    }
+
+    /// Whether changes we hold wait on dependencies we have not received.
+    pub(crate) fn missing_deps(&mut self) -> bool {
+        !self.doc.get_missing_deps(&[]).is_empty()
+    }
+
+    /// Changes in the history, applied or waiting.
+    pub fn change_count(&self) -> u64 {
+        self.doc.stats().num_changes
+    }
+
+    /// Highest sequence number per actor: exactly which changes this history holds,
+    /// since an actor's changes form a chain.
+    pub(crate) fn clock(&mut self) -> BTreeMap<Vec<u8>, u64> {
+        let mut clock = BTreeMap::new();
+        for meta in self.doc.get_changes_meta(&[]) {
+            let seq = clock.entry(meta.actor.to_bytes().to_vec()).or_insert(0);
+            *seq = (*seq).max(meta.seq);
+        }
+        clock
+    }
+
+    /// A new history holding the current state as one change by `actor`.
+    pub(crate) fn compacted(&self, actor: &[u8], now: Duration) -> Result<Self, RoomError> {
+        let mut fresh = Self::new(actor);
+        for key in self.doc.keys(automerge::ROOT) {
+            match self.doc.get(automerge::ROOT, &key) {
+                Ok(Some((Value::Scalar(s), _))) => fresh
+                    .doc
+                    .put(automerge::ROOT, &key, s.into_owned())
+                    .map_err(|e| RoomError::Rejected(e.to_string()))?,
+                // The typed API only writes scalars; anything else is foreign and the
+                // snapshot ignores it too.
+                _ => continue,
+            }
+        }
+        fresh.commit(now);
+        Ok(fresh)
+    }
+
+    /// Loads a saved document (a peer's whole epoch); this node writes as `actor`.
+    pub(crate) fn load(data: &[u8], actor: &[u8]) -> Result<Self, RoomError> {
+        if data.len() > MAX_SYNC_MESSAGE {
+            return Err(RoomError::SyncTooLarge);
+        }
+        let doc = AutoCommit::load(data).map_err(|_| RoomError::SyncMalformed)?;
+        Ok(Self {
+            doc: doc.with_actor(ActorId::from(actor)),
+        })
+    }
+
+    /// Merges a saved document of the same epoch into this one.
+    pub(crate) fn merge_saved(&mut self, data: &[u8]) -> Result<(), RoomError> {
+        if data.len() > MAX_SYNC_MESSAGE {
+            return Err(RoomError::SyncTooLarge);
+        }
+        self.doc
+            .load_incremental(data)
+            .map(|_| ())
+            .map_err(|_| RoomError::SyncMalformed)
+    }
+
+    pub(crate) fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
     }
 
     /// Size of the compacted document, as it would be stored or sent in full.

@@ -31,7 +31,7 @@
 //! can merge old history back; that is still correct, because ownership removes any
 //! record its owner no longer holds, and it drops again when the room empties.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use automerge::sync;
@@ -44,12 +44,18 @@ use super::doc::{
 };
 use super::{MAX_LAYERS, MAX_VALUE_LEN, RoomId};
 use crate::identity::NodeId;
-use crate::wire::{self, DigestEntry, RoomDigestMsg, RoomSyncMsg};
+use crate::wire::{
+    self, DigestEntry, EpochId, RoomDigestMsg, RoomPushMsg, RoomStateMsg, RoomSyncMsg,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomPolicy {
     pub anti_entropy_every: Duration,
     pub drop_after: Duration,
+    /// The coordinator starts a new epoch once the room's history holds this many
+    /// changes. Automerge keeps ~200 bytes of heap per change, so this bounds a room
+    /// document's memory whatever its age.
+    pub compact_after_changes: u64,
 }
 
 impl Default for RoomPolicy {
@@ -57,12 +63,21 @@ impl Default for RoomPolicy {
         Self {
             anti_entropy_every: Duration::from_millis(1000),
             drop_after: Duration::from_secs(3),
+            compact_after_changes: 256,
         }
     }
 }
 
+/// Epoch exchanges (whole-state sends and requests for them) with one peer for one
+/// room are at most this frequent; a lost one is retried on the peer's next message.
+const EPOCH_EXCHANGE_EVERY: Duration = Duration::from_millis(100);
+
+/// Pushes for an epoch we do not hold yet, kept until we adopt it (a push can overtake
+/// the state message that announces its epoch).
+const MAX_EARLY_PUSHES: usize = 64;
+
 /// A room and its heads, queued for a digest.
-type DigestItem = (RoomId, Vec<[u8; 32]>);
+type DigestItem = (RoomId, EpochId, Vec<[u8; 32]>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RoomEvent {
@@ -70,14 +85,94 @@ pub(crate) enum RoomEvent {
     Dropped(RoomId),
 }
 
+#[derive(Debug, Clone)]
+struct Epoch {
+    id: EpochId,
+    parent: EpochId,
+    /// The parent's clock at compaction: which of its changes this epoch includes.
+    clock: BTreeMap<Vec<u8>, u64>,
+}
+
+impl Epoch {
+    fn zero() -> Self {
+        Self {
+            id: EpochId::ZERO,
+            parent: EpochId::ZERO,
+            clock: BTreeMap::new(),
+        }
+    }
+}
+
+/// A metadata write this node made, kept so it can be replayed onto an epoch compacted
+/// without it. Owned records need no journal: ownership reconciliation rewrites them.
+#[derive(Debug, Clone)]
+struct MetaWrite {
+    epoch: EpochId,
+    actor: [u8; 16],
+    seq: u64,
+    key: String,
+    value: Vec<u8>,
+}
+
 #[derive(Debug)]
 struct Room {
     doc: RoomDoc,
+    actor: [u8; 16],
+    /// Sequence number of this node's last change in `doc`.
+    local_seq: u64,
+    epoch: Epoch,
     peers: BTreeMap<NodeId, sync::State>,
     /// Records this node authored for sessions it still holds: key -> encoded value.
     owned: BTreeMap<String, Vec<u8>>,
+    /// Metadata writes of the current and the parent epoch, latest per key and epoch.
+    journal: Vec<MetaWrite>,
+    /// Changes committed here and not yet pushed.
+    unpushed: Vec<Vec<u8>>,
+    early: Vec<(EpochId, Vec<u8>)>,
+    last_epoch_exchange: BTreeMap<NodeId, Duration>,
     empty_since: Option<Duration>,
     dirty: bool,
+}
+
+impl Room {
+    fn new(actor: [u8; 16], now: Duration) -> Self {
+        Self {
+            doc: RoomDoc::new(&actor),
+            actor,
+            local_seq: 0,
+            epoch: Epoch::zero(),
+            peers: BTreeMap::new(),
+            owned: BTreeMap::new(),
+            journal: Vec::new(),
+            unpushed: Vec::new(),
+            early: Vec::new(),
+            last_epoch_exchange: BTreeMap::new(),
+            empty_since: Some(now),
+            dirty: false,
+        }
+    }
+
+    fn commit(&mut self, now: Duration) -> bool {
+        if self.doc.commit(now).is_none() {
+            return false;
+        }
+        self.local_seq += 1;
+        if let Some(change) = self.doc.last_local_change() {
+            self.unpushed.push(change);
+        }
+        self.dirty = true;
+        true
+    }
+
+    fn may_exchange_epoch(&mut self, now: Duration, peer: NodeId) -> bool {
+        match self.last_epoch_exchange.get(&peer) {
+            Some(&at) if now < at + EPOCH_EXCHANGE_EVERY => false,
+            _ => {
+                self.last_epoch_exchange.insert(peer, now);
+                true
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -87,14 +182,19 @@ pub(crate) struct Rooms {
     actors_used: u32,
     policy: RoomPolicy,
     rooms: BTreeMap<RoomId, Room>,
+    /// Nodes declared down and not back: their records are removed again from any
+    /// epoch compacted by a node that had not heard.
+    down: BTreeSet<NodeId>,
     next_anti_entropy: Duration,
-    out: Vec<(NodeId, Vec<u8>)>,
+    out: VecDeque<(NodeId, Vec<u8>)>,
     events: Vec<RoomEvent>,
     pub(crate) sync_applied: u64,
     pub(crate) sync_rejected: u64,
     pub(crate) dropped: u64,
     pub(crate) removed_on_down: u64,
     pub(crate) reasserted: u64,
+    pub(crate) compactions: u64,
+    pub(crate) epochs_adopted: u64,
 }
 
 impl Rooms {
@@ -108,14 +208,17 @@ impl Rooms {
             actors_used: 0,
             policy,
             rooms: BTreeMap::new(),
+            down: BTreeSet::new(),
             next_anti_entropy: now + policy.anti_entropy_every,
-            out: Vec::new(),
+            out: VecDeque::new(),
             events: Vec::new(),
             sync_applied: 0,
             sync_rejected: 0,
             dropped: 0,
             removed_on_down: 0,
             reasserted: 0,
+            compactions: 0,
+            epochs_adopted: 0,
         }
     }
 
@@ -126,25 +229,22 @@ impl Rooms {
         self.actors_used = 0;
     }
 
+    /// Every document this node writes to (each room incarnation, each epoch) gets its
+    /// own actor: an old actor may live on in a stale peer's history, and reusing it
+    /// would collide on sequence numbers. Node id and generation make it unique
+    /// cluster-wide, so concurrent compactions never collide either.
+    fn fresh_actor(&mut self) -> [u8; 16] {
+        self.actors_used = self.actors_used.wrapping_add(1);
+        let mut actor = [0u8; 16];
+        actor[..12].copy_from_slice(&self.actor_prefix);
+        actor[12..].copy_from_slice(&self.actors_used.to_be_bytes());
+        actor
+    }
+
     fn room_mut(&mut self, id: &str, now: Duration) -> &mut Room {
         if !self.rooms.contains_key(id) {
-            // Every incarnation of a room on this node writes under its own actor: a
-            // dropped room's old actor may still live in a stale peer's history, and
-            // reusing it would collide on sequence numbers.
-            self.actors_used = self.actors_used.wrapping_add(1);
-            let mut actor = [0u8; 16];
-            actor[..12].copy_from_slice(&self.actor_prefix);
-            actor[12..].copy_from_slice(&self.actors_used.to_be_bytes());
-            self.rooms.insert(
-                id.to_owned(),
-                Room {
-                    doc: RoomDoc::new(&actor),
-                    peers: BTreeMap::new(),
-                    owned: BTreeMap::new(),
-                    empty_since: Some(now),
-                    dirty: false,
-                },
-            );
+            let actor = self.fresh_actor();
+            self.rooms.insert(id.to_owned(), Room::new(actor, now));
         }
         self.rooms.get_mut(id).unwrap_or_else(|| unreachable!())
     }
@@ -159,6 +259,10 @@ impl Rooms {
 
     pub(crate) fn doc_mut(&mut self, id: &str) -> Option<&mut RoomDoc> {
         self.rooms.get_mut(id).map(|r| &mut r.doc)
+    }
+
+    pub(crate) fn epoch_of(&self, id: &str) -> Option<EpochId> {
+        self.rooms.get(id).map(|r| r.epoch.id)
     }
 
     fn write_owned(
@@ -186,9 +290,8 @@ impl Rooms {
 
     fn committed(&mut self, now: Duration, room: &str) {
         if let Some(r) = self.rooms.get_mut(room)
-            && r.doc.commit(now).is_some()
+            && r.commit(now)
         {
-            r.dirty = true;
             self.events.push(RoomEvent::Changed(room.to_owned()));
         }
     }
@@ -306,9 +409,25 @@ impl Rooms {
             return Err(RoomError::ValueTooLong);
         }
         let r = self.room_mut(room, now);
-        r.doc.put_raw(&metadata_key(key), value.as_bytes())?;
+        let key = metadata_key(key);
+        r.doc.put_raw(&key, value.as_bytes())?;
+        let write = MetaWrite {
+            epoch: r.epoch.id,
+            actor: r.actor,
+            seq: r.local_seq + 1,
+            key,
+            value: value.as_bytes().to_vec(),
+        };
+        // The latest write per key and epoch decides what a replay must restore.
+        r.journal
+            .retain(|w| !(w.epoch == write.epoch && w.key == write.key));
+        r.journal.push(write);
         self.committed(now, room);
         Ok(())
+    }
+
+    pub(crate) fn node_up(&mut self, node: NodeId) {
+        self.down.remove(&node);
     }
 
     /// A node was declared down: remove its participants, their tracks and its
@@ -316,32 +435,15 @@ impl Rooms {
     /// concurrent deletes of one key merge to one delete, so survivors agree whoever
     /// does it first.
     pub(crate) fn remove_node(&mut self, now: Duration, node: NodeId) {
+        self.down.insert(node);
         let ids: Vec<RoomId> = self.rooms.keys().cloned().collect();
         for id in ids {
             let Some(r) = self.rooms.get_mut(&id) else {
                 continue;
             };
             r.peers.remove(&node);
-            let snap = r.doc.snapshot();
-            let mut keys: Vec<String> = snap
-                .participants
-                .values()
-                .filter(|p| p.home == node)
-                .map(|p| participant_key(&p.id))
-                .collect();
-            self.removed_on_down += keys.len() as u64;
-            keys.extend(
-                snap.tracks
-                    .values()
-                    .filter(|t| t.home == node)
-                    .map(|t| track_key(&t.id)),
-            );
-            keys.extend(
-                snap.subscriptions
-                    .iter()
-                    .filter(|s| s.node == node)
-                    .map(subscription_key),
-            );
+            let (keys, participants) = homed_keys(&r.doc.snapshot(), |n| n == node);
+            self.removed_on_down += participants;
             let mut changed = false;
             for key in keys {
                 changed |= r.doc.delete(&key).unwrap_or(false);
@@ -350,6 +452,145 @@ impl Rooms {
                 self.committed(now, &id);
             }
         }
+    }
+
+    /// Answers a message from `from` whose epoch is not ours. Returns whether the
+    /// caller should go on (same epoch).
+    fn check_epoch(&mut self, now: Duration, room: &str, from: NodeId, theirs: EpochId) -> bool {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        let ours = r.epoch.id;
+        if theirs == ours {
+            return true;
+        }
+        if r.may_exchange_epoch(now, from) {
+            if theirs < ours {
+                // They are behind: send them the whole current epoch.
+                let body = self.state_body(room);
+                self.out.push_back((from, body));
+            } else {
+                // We are behind: our heads under our epoch make them send theirs.
+                self.send_digest(room, from);
+            }
+        }
+        false
+    }
+
+    fn send_digest(&mut self, room: &str, to: NodeId) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let msg = RoomDigestMsg {
+            from: self.local,
+            rooms: vec![DigestEntry {
+                room,
+                epoch: r.epoch.id,
+                heads: r.doc.heads().iter().map(|h| h.0).collect(),
+            }],
+        };
+        self.out
+            .push_back((to, wire::encode(wire::KIND_ROOM_DIGEST, &msg)));
+    }
+
+    fn state_body(&mut self, room: &str) -> Vec<u8> {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return Vec::new();
+        };
+        let doc = r.doc.save();
+        let clock = r
+            .epoch
+            .clock
+            .iter()
+            .map(|(a, s)| (a.as_slice(), *s))
+            .collect();
+        wire::encode(
+            wire::KIND_ROOM_STATE,
+            &RoomStateMsg {
+                from: self.local,
+                room,
+                epoch: r.epoch.id,
+                parent: r.epoch.parent,
+                clock,
+                doc: &doc,
+            },
+        )
+    }
+
+    pub(crate) fn receive_push(
+        &mut self,
+        now: Duration,
+        msg: RoomPushMsg<'_>,
+        alive: &BTreeSet<NodeId>,
+    ) -> Result<(), RoomError> {
+        check_id(msg.room)?;
+        let coordinating = coordinator(msg.room, self.local, alive) == self.local;
+        let r = self.room_mut(msg.room, now);
+        if msg.epoch > r.epoch.id && r.early.len() + msg.changes.len() <= MAX_EARLY_PUSHES {
+            r.early
+                .extend(msg.changes.iter().map(|c| (msg.epoch, c.to_vec())));
+        }
+        if !self.check_epoch(now, msg.room, msg.from, msg.epoch) {
+            return Ok(());
+        }
+        let Some(r) = self.rooms.get_mut(msg.room) else {
+            return Ok(());
+        };
+        let before = r.doc.heads();
+        let rootless = match r.doc.apply_changes(&msg.changes) {
+            Ok(rootless) => rootless,
+            Err(e) => {
+                self.sync_rejected += 1;
+                return Err(e);
+            }
+        };
+        self.sync_applied += 1;
+        let changed = r.doc.heads() != before;
+        if r.doc.missing_deps() {
+            // We missed an earlier change: catch up with the sender by a sync that
+            // makes it forget what it thinks we have.
+            let mut state = sync::State::new();
+            state.needs_reset = true;
+            r.peers.insert(msg.from, state);
+            self.reply(msg.room, msg.from);
+        }
+        if coordinating {
+            if rootless && !before.is_empty() {
+                // The author created the room without knowing it exists: give it
+                // everything in one message instead of a multi-trip sync.
+                let body = self.state_body(msg.room);
+                self.out.push_back((msg.from, body));
+            }
+            if msg.relay {
+                let Some(r) = self.rooms.get_mut(msg.room) else {
+                    return Ok(());
+                };
+                let mut to = interested(msg.room, r, self.local, alive);
+                to.remove(&msg.from);
+                for n in &msg.sent_to {
+                    to.remove(n);
+                }
+                let body = wire::encode(
+                    wire::KIND_ROOM_PUSH,
+                    &RoomPushMsg {
+                        from: self.local,
+                        room: msg.room,
+                        epoch: msg.epoch,
+                        changes: msg.changes.clone(),
+                        sent_to: Vec::new(),
+                        relay: false,
+                    },
+                );
+                for peer in to {
+                    self.out.push_back((peer, body.clone()));
+                }
+            }
+        }
+        if changed {
+            self.events.push(RoomEvent::Changed(msg.room.to_owned()));
+            self.reassert(now, msg.room);
+        }
+        Ok(())
     }
 
     pub(crate) fn receive_sync(
@@ -361,7 +602,13 @@ impl Rooms {
         let decoded = decode_sync_message(msg.data)?;
         check_id(msg.room)?;
         let coordinating = coordinator(msg.room, self.local, alive) == self.local;
-        let r = self.room_mut(msg.room, now);
+        self.room_mut(msg.room, now);
+        if !self.check_epoch(now, msg.room, msg.from, msg.epoch) {
+            return Ok(());
+        }
+        let Some(r) = self.rooms.get_mut(msg.room) else {
+            return Ok(());
+        };
         let before = r.doc.heads();
         let state = r.peers.entry(msg.from).or_default();
         let result = r.doc.receive_sync(state, decoded);
@@ -372,15 +619,187 @@ impl Rooms {
             return result;
         }
         let changed = r.doc.heads() != before;
-        if changed && coordinating {
-            r.dirty = true;
-        }
         self.sync_applied += 1;
+        if changed && coordinating {
+            // Relay what this sync brought to everyone else interested: the sender
+            // may be a newcomer nobody else knows yet.
+            let changes = r.doc.changes_since(&before);
+            let mut to = interested(msg.room, r, self.local, alive);
+            to.remove(&msg.from);
+            if !changes.is_empty() {
+                let body = wire::encode(
+                    wire::KIND_ROOM_PUSH,
+                    &RoomPushMsg {
+                        from: self.local,
+                        room: msg.room,
+                        epoch: r.epoch.id,
+                        changes: changes.iter().map(Vec::as_slice).collect(),
+                        sent_to: Vec::new(),
+                        relay: false,
+                    },
+                );
+                for peer in to {
+                    self.out.push_back((peer, body.clone()));
+                }
+            }
+        }
         if changed {
             self.events.push(RoomEvent::Changed(msg.room.to_owned()));
             self.reassert(now, msg.room);
         }
         self.reply(msg.room, msg.from);
+        Ok(())
+    }
+
+    /// A whole epoch from a peer: adopt it if newer, merge it if ours.
+    pub(crate) fn receive_state(
+        &mut self,
+        now: Duration,
+        msg: RoomStateMsg<'_>,
+    ) -> Result<(), RoomError> {
+        check_id(msg.room)?;
+        let ours = self.room_mut(msg.room, now).epoch.id;
+        if msg.epoch < ours {
+            self.check_epoch(now, msg.room, msg.from, msg.epoch);
+            return Ok(());
+        }
+        if msg.epoch == ours {
+            let Some(r) = self.rooms.get_mut(msg.room) else {
+                return Ok(());
+            };
+            let before = r.doc.heads();
+            if let Err(e) = r.doc.merge_saved(msg.doc) {
+                self.sync_rejected += 1;
+                return Err(e);
+            }
+            self.sync_applied += 1;
+            if r.doc.heads() != before {
+                self.events.push(RoomEvent::Changed(msg.room.to_owned()));
+                self.reassert(now, msg.room);
+            }
+            return Ok(());
+        }
+        if msg.parent >= msg.epoch {
+            self.sync_rejected += 1;
+            return Err(RoomError::SyncMalformed);
+        }
+        let actor = self.fresh_actor();
+        let doc = match RoomDoc::load(msg.doc, &actor) {
+            Ok(doc) => doc,
+            Err(e) => {
+                self.sync_rejected += 1;
+                return Err(e);
+            }
+        };
+        let epoch = Epoch {
+            id: msg.epoch,
+            parent: msg.parent,
+            clock: msg.clock.iter().map(|(a, s)| (a.to_vec(), *s)).collect(),
+        };
+        self.sync_applied += 1;
+        self.epochs_adopted += 1;
+        self.install(now, msg.room, doc, actor, 0, epoch);
+        Ok(())
+    }
+
+    /// Replaces a room's history with epoch `epoch` and carries over what this node
+    /// wrote that the epoch may lack: metadata writes its clock does not include (from
+    /// the epoch it was compacted from, or from a rival epoch we held), the records
+    /// this node owns, and the removal of nodes we know are down. Edits made on the old
+    /// epoch by other nodes are carried over by those nodes when they adopt it.
+    fn install(
+        &mut self,
+        now: Duration,
+        room: &str,
+        doc: RoomDoc,
+        actor: [u8; 16],
+        local_seq: u64,
+        epoch: Epoch,
+    ) {
+        let local = self.local;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let old = std::mem::replace(&mut r.epoch, epoch);
+        let new = r.epoch.clone();
+        r.doc = doc;
+        r.actor = actor;
+        r.local_seq = local_seq;
+        r.peers.clear();
+        r.unpushed.clear();
+        r.last_epoch_exchange.clear();
+        // A direct successor or a rival of our epoch: the clock says exactly which of
+        // our writes it holds. Further ahead, our writes' epochs are not comparable to
+        // its clock; owned records are still reconciled below.
+        let comparable = old.id == new.parent || old.parent == new.parent;
+        let mut replay = Vec::new();
+        let mut kept = Vec::new();
+        for w in std::mem::take(&mut r.journal) {
+            if w.epoch != new.parent && !(comparable && w.epoch == old.id) {
+                continue;
+            }
+            let included = new.clock.get(&w.actor[..]).is_some_and(|&s| s >= w.seq);
+            if included {
+                // Still needed if a rival of the new epoch turns up.
+                kept.push(w);
+            } else {
+                replay.push(w);
+            }
+        }
+        r.journal = kept;
+        for w in replay {
+            if r.doc.put_raw(&w.key, &w.value).is_ok() {
+                r.journal.retain(|j| !(j.epoch == new.id && j.key == w.key));
+                r.journal.push(MetaWrite {
+                    epoch: new.id,
+                    actor,
+                    seq: r.local_seq + 1,
+                    ..w
+                });
+            }
+        }
+        let snap = r.doc.snapshot();
+        for (key, value) in &r.owned {
+            if r.doc.get_raw(key).as_deref() != Some(value.as_slice()) {
+                let _ = r.doc.put_raw(key, value);
+            }
+        }
+        let down = &self.down;
+        let (stale, _) = homed_keys(&snap, |n| n == local || down.contains(&n));
+        for key in stale {
+            if !r.owned.contains_key(&key) {
+                let _ = r.doc.delete(&key);
+            }
+        }
+        r.commit(now);
+        let early = std::mem::take(&mut r.early);
+        let ready: Vec<&[u8]> = early
+            .iter()
+            .filter(|(e, _)| *e == new.id)
+            .map(|(_, c)| c.as_slice())
+            .collect();
+        if !ready.is_empty() {
+            let _ = r.doc.apply_changes(&ready);
+        }
+        self.events.push(RoomEvent::Changed(room.to_owned()));
+    }
+
+    /// Starts a new epoch from this node's current state.
+    fn compact(&mut self, now: Duration, room: &str) -> Result<(), RoomError> {
+        let actor = self.fresh_actor();
+        let r = self.rooms.get_mut(room).ok_or(RoomError::NoRoom)?;
+        let doc = r.doc.compacted(&actor, now)?;
+        let epoch = Epoch {
+            id: EpochId {
+                number: r.epoch.id.number.saturating_add(1),
+                creator: actor,
+            },
+            parent: r.epoch.id,
+            clock: r.doc.clock(),
+        };
+        let genesis_seq = u64::from(doc.change_count() > 0);
+        self.compactions += 1;
+        self.install(now, room, doc, actor, genesis_seq, epoch);
         Ok(())
     }
 
@@ -414,16 +833,21 @@ impl Rooms {
                 &RoomSyncMsg {
                     from: self.local,
                     room,
+                    epoch: r.epoch.id,
                     data: &data,
                 },
             );
-            self.out.push((to, body));
+            self.out.push_back((to, body));
         }
     }
 
     pub(crate) fn receive_digest(&mut self, now: Duration, msg: RoomDigestMsg<'_>) {
         for entry in msg.rooms {
             if check_id(entry.room).is_err() {
+                continue;
+            }
+            self.room_mut(entry.room, now);
+            if !self.check_epoch(now, entry.room, msg.from, entry.epoch) {
                 continue;
             }
             let r = self.room_mut(entry.room, now);
@@ -440,8 +864,9 @@ impl Rooms {
         }
     }
 
-    /// Offers every dirty room's new changes to its interested live peers.
-    pub(crate) fn flush(&mut self, alive: &BTreeSet<NodeId>) {
+    /// Pushes every dirty room's new changes to its interested live peers, then
+    /// compacts the rooms this node coordinates whose history is past the threshold.
+    pub(crate) fn flush(&mut self, now: Duration, alive: &BTreeSet<NodeId>) {
         let dirty: Vec<RoomId> = self
             .rooms
             .iter()
@@ -453,8 +878,49 @@ impl Rooms {
                 continue;
             };
             r.dirty = false;
-            for peer in interested(&id, r, self.local, alive) {
-                self.reply(&id, peer);
+            let changes = std::mem::take(&mut r.unpushed);
+            if changes.is_empty() {
+                continue;
+            }
+            let to = interested(&id, r, self.local, alive);
+            let body = wire::encode(
+                wire::KIND_ROOM_PUSH,
+                &RoomPushMsg {
+                    from: self.local,
+                    room: &id,
+                    epoch: r.epoch.id,
+                    changes: changes.iter().map(Vec::as_slice).collect(),
+                    sent_to: to.iter().copied().collect(),
+                    relay: true,
+                },
+            );
+            for peer in to {
+                self.out.push_back((peer, body.clone()));
+            }
+        }
+        let due: Vec<RoomId> = self
+            .rooms
+            .iter()
+            .filter(|(id, r)| {
+                r.doc.change_count() >= self.policy.compact_after_changes
+                    && coordinator(id, self.local, alive) == self.local
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            if self.compact(now, &id).is_err() {
+                continue;
+            }
+            let Some(r) = self.rooms.get_mut(&id) else {
+                continue;
+            };
+            // The compaction's own output (nothing, normally) travels inside the state.
+            r.dirty = false;
+            r.unpushed.clear();
+            let to = interested(&id, r, self.local, alive);
+            let body = self.state_body(&id);
+            for peer in to {
+                self.out.push_back((peer, body.clone()));
             }
         }
     }
@@ -505,56 +971,37 @@ impl Rooms {
                 if peers.is_empty() {
                     continue;
                 }
-                // Open a sync session with every interested peer we have never synced
-                // with: until both sides have exchanged heads, automerge cannot put a
-                // change in the first message, and a push would take three trips.
-                for &peer in &peers {
-                    if !r.peers.contains_key(&peer) {
-                        let state = r.peers.entry(peer).or_default();
-                        if let Some(data) = r.doc.generate_sync(state) {
-                            let body = wire::encode(
-                                wire::KIND_ROOM_SYNC,
-                                &RoomSyncMsg {
-                                    from: self.local,
-                                    room: id,
-                                    data: &data,
-                                },
-                            );
-                            self.out.push((peer, body));
-                        }
-                    }
-                }
                 let peer = peers[rng.random_range(0..peers.len())];
                 let heads = r.doc.heads().iter().map(|h| h.0).collect();
-                per_peer.entry(peer).or_default().push((id.clone(), heads));
+                per_peer
+                    .entry(peer)
+                    .or_default()
+                    .push((id.clone(), r.epoch.id, heads));
             }
             for (peer, entries) in per_peer {
                 // Keep each digest within a datagram; a node with many shared rooms
                 // sends several.
-                for chunk in entries.chunks(16) {
+                for chunk in entries.chunks(12) {
                     let msg = RoomDigestMsg {
                         from: self.local,
                         rooms: chunk
                             .iter()
-                            .map(|(room, heads)| DigestEntry {
+                            .map(|(room, epoch, heads)| DigestEntry {
                                 room,
+                                epoch: *epoch,
                                 heads: heads.clone(),
                             })
                             .collect(),
                     };
                     self.out
-                        .push((peer, wire::encode(wire::KIND_ROOM_DIGEST, &msg)));
+                        .push_back((peer, wire::encode(wire::KIND_ROOM_DIGEST, &msg)));
                 }
             }
         }
     }
 
     pub(crate) fn poll_out(&mut self) -> Option<(NodeId, Vec<u8>)> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.remove(0))
-        }
+        self.out.pop_front()
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<RoomEvent> {
@@ -564,6 +1011,30 @@ impl Rooms {
             Some(self.events.remove(0))
         }
     }
+}
+
+/// Keys of the records homed on nodes `on` selects, and how many are participants.
+fn homed_keys(snap: &RoomSnapshot, on: impl Fn(NodeId) -> bool) -> (Vec<String>, u64) {
+    let mut keys: Vec<String> = snap
+        .participants
+        .values()
+        .filter(|p| on(p.home))
+        .map(|p| participant_key(&p.id))
+        .collect();
+    let participants = keys.len() as u64;
+    keys.extend(
+        snap.tracks
+            .values()
+            .filter(|t| on(t.home))
+            .map(|t| track_key(&t.id)),
+    );
+    keys.extend(
+        snap.subscriptions
+            .iter()
+            .filter(|s| on(s.node))
+            .map(subscription_key),
+    );
+    (keys, participants)
 }
 
 fn interested(room: &str, r: &Room, local: NodeId, alive: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
