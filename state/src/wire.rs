@@ -65,9 +65,10 @@ pub struct RoomStateMsg<'a> {
     pub epoch: EpochId,
     /// The epoch this one was compacted from (equal to `epoch` for epoch zero).
     pub parent: EpochId,
-    /// Highest sequence number per actor of the parent epoch included in this one.
+    /// Highest sequence number per actor included in this epoch's history, over
+    /// this epoch's recent ancestors, with the epoch number the actor wrote in.
     #[serde(borrow)]
-    pub clock: Vec<(&'a [u8], u64)>,
+    pub clock: Vec<(&'a [u8], u64, u32)>,
     pub doc: &'a [u8],
 }
 

@@ -72,6 +72,11 @@ impl Default for RoomPolicy {
 /// room are at most this frequent; a lost one is retried on the peer's next message.
 const EPOCH_EXCHANGE_EVERY: Duration = Duration::from_millis(100);
 
+/// How many epochs back an epoch's clock (and a node's journal) reaches. A node that
+/// comes back more epochs behind than this may lose metadata writes nobody else saw;
+/// its owned records are reconciled whatever the distance.
+const CLOCK_EPOCHS: u32 = 16;
+
 /// Pushes for an epoch we do not hold yet, kept until we adopt it (a push can overtake
 /// the state message that announces its epoch).
 const MAX_EARLY_PUSHES: usize = 64;
@@ -89,8 +94,10 @@ pub(crate) enum RoomEvent {
 struct Epoch {
     id: EpochId,
     parent: EpochId,
-    /// The parent's clock at compaction: which of its changes this epoch includes.
-    clock: BTreeMap<Vec<u8>, u64>,
+    /// Which changes of its ancestors this epoch includes: actor -> (highest seq,
+    /// epoch number it wrote in). Actors are unique per document, so one map covers
+    /// the whole lineage; entries older than [`CLOCK_EPOCHS`] are dropped.
+    clock: BTreeMap<Vec<u8>, (u64, u32)>,
 }
 
 impl Epoch {
@@ -104,7 +111,8 @@ impl Epoch {
 }
 
 /// A metadata write this node made, kept so it can be replayed onto an epoch compacted
-/// without it. Owned records need no journal: ownership reconciliation rewrites them.
+/// without it (a rival epoch, or one compacted before the write arrived). Owned
+/// records need no journal: ownership reconciliation rewrites them.
 #[derive(Debug, Clone)]
 struct MetaWrite {
     epoch: EpochId,
@@ -124,7 +132,7 @@ struct Room {
     peers: BTreeMap<NodeId, sync::State>,
     /// Records this node authored for sessions it still holds: key -> encoded value.
     owned: BTreeMap<String, Vec<u8>>,
-    /// Metadata writes of the current and the parent epoch, latest per key and epoch.
+    /// Metadata writes of the last [`CLOCK_EPOCHS`] epochs, the latest per key.
     journal: Vec<MetaWrite>,
     /// Changes committed here and not yet pushed.
     unpushed: Vec<Vec<u8>>,
@@ -418,9 +426,8 @@ impl Rooms {
             key,
             value: value.as_bytes().to_vec(),
         };
-        // The latest write per key and epoch decides what a replay must restore.
-        r.journal
-            .retain(|w| !(w.epoch == write.epoch && w.key == write.key));
+        // The latest write per key decides what a replay must restore.
+        r.journal.retain(|w| w.key != write.key);
         r.journal.push(write);
         self.committed(now, room);
         Ok(())
@@ -502,7 +509,7 @@ impl Rooms {
             .epoch
             .clock
             .iter()
-            .map(|(a, s)| (a.as_slice(), *s))
+            .map(|(a, (s, e))| (a.as_slice(), *s, *e))
             .collect();
         wire::encode(
             wire::KIND_ROOM_STATE,
@@ -694,7 +701,11 @@ impl Rooms {
         let epoch = Epoch {
             id: msg.epoch,
             parent: msg.parent,
-            clock: msg.clock.iter().map(|(a, s)| (a.to_vec(), *s)).collect(),
+            clock: msg
+                .clock
+                .iter()
+                .map(|(a, s, e)| (a.to_vec(), (*s, *e)))
+                .collect(),
         };
         self.sync_applied += 1;
         self.epochs_adopted += 1;
@@ -703,10 +714,11 @@ impl Rooms {
     }
 
     /// Replaces a room's history with epoch `epoch` and carries over what this node
-    /// wrote that the epoch may lack: metadata writes its clock does not include (from
-    /// the epoch it was compacted from, or from a rival epoch we held), the records
-    /// this node owns, and the removal of nodes we know are down. Edits made on the old
-    /// epoch by other nodes are carried over by those nodes when they adopt it.
+    /// wrote that the epoch may lack: metadata writes its clock does not include, the
+    /// records this node owns, and the removal of nodes we know are down. Edits made
+    /// on the old epoch by other nodes are carried over by those nodes when they adopt
+    /// it, so an edit concurrent with a compaction is kept (and, being rewritten
+    /// later, wins over a concurrent write to the same key in the compacted state).
     fn install(
         &mut self,
         now: Duration,
@@ -720,7 +732,7 @@ impl Rooms {
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
-        let old = std::mem::replace(&mut r.epoch, epoch);
+        r.epoch = epoch;
         let new = r.epoch.clone();
         r.doc = doc;
         r.actor = actor;
@@ -728,17 +740,17 @@ impl Rooms {
         r.peers.clear();
         r.unpushed.clear();
         r.last_epoch_exchange.clear();
-        // A direct successor or a rival of our epoch: the clock says exactly which of
-        // our writes it holds. Further ahead, our writes' epochs are not comparable to
-        // its clock; owned records are still reconciled below.
-        let comparable = old.id == new.parent || old.parent == new.parent;
         let mut replay = Vec::new();
         let mut kept = Vec::new();
         for w in std::mem::take(&mut r.journal) {
-            if w.epoch != new.parent && !(comparable && w.epoch == old.id) {
+            if w.epoch.number.saturating_add(CLOCK_EPOCHS) < new.id.number {
+                // Too old for the clock to say; see [`CLOCK_EPOCHS`].
                 continue;
             }
-            let included = new.clock.get(&w.actor[..]).is_some_and(|&s| s >= w.seq);
+            let included = new
+                .clock
+                .get(&w.actor[..])
+                .is_some_and(|&(s, _)| s >= w.seq);
             if included {
                 // Still needed if a rival of the new epoch turns up.
                 kept.push(w);
@@ -749,7 +761,6 @@ impl Rooms {
         r.journal = kept;
         for w in replay {
             if r.doc.put_raw(&w.key, &w.value).is_ok() {
-                r.journal.retain(|j| !(j.epoch == new.id && j.key == w.key));
                 r.journal.push(MetaWrite {
                     epoch: new.id,
                     actor,
@@ -789,13 +800,19 @@ impl Rooms {
         let actor = self.fresh_actor();
         let r = self.rooms.get_mut(room).ok_or(RoomError::NoRoom)?;
         let doc = r.doc.compacted(&actor, now)?;
+        let number = r.epoch.id.number.saturating_add(1);
+        let mut clock = r.epoch.clock.clone();
+        clock.retain(|_, &mut (_, e)| e.saturating_add(CLOCK_EPOCHS) >= number);
+        for (a, seq) in r.doc.clock() {
+            clock.insert(a, (seq, r.epoch.id.number));
+        }
         let epoch = Epoch {
             id: EpochId {
-                number: r.epoch.id.number.saturating_add(1),
+                number,
                 creator: actor,
             },
             parent: r.epoch.id,
-            clock: r.doc.clock(),
+            clock,
         };
         let genesis_seq = u64::from(doc.change_count() > 0);
         self.compactions += 1;
