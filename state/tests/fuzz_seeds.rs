@@ -33,7 +33,7 @@ fn real_messages_for_fuzz_seeds() {
             a.join_room(now, "room", "alice").unwrap();
             b.join_room(now, "room", "bob").unwrap();
         }
-        if (60..70).contains(&step) || step == 100 {
+        if (60..70).contains(&step) {
             a.set_room_metadata(now, "room", "topic", &format!("t{step}"))
                 .unwrap();
             b.join_room(now, "room", &format!("guest{step}")).unwrap();
@@ -56,7 +56,7 @@ fn real_messages_for_fuzz_seeds() {
                     Incoming::Swim(_) => swim.push(body),
                     _ => rooms.push(body),
                 }
-                if push && step == 100 {
+                if push && step == 65 {
                     // Lost: anti-entropy notices and a sync exchange repairs it.
                     continue;
                 }
@@ -66,7 +66,7 @@ fn real_messages_for_fuzz_seeds() {
         a.handle_timeout(now);
         b.handle_timeout(now);
     }
-    assert_eq!(a.room("room").unwrap().participants.len(), 13);
+    assert_eq!(a.room("room").unwrap().participants.len(), 12);
     assert_eq!(a.room("room"), b.room("room"));
     assert!(a.stats().room_compactions + b.stats().room_compactions > 0);
     // Up to three messages of each room kind (sync, digest, push, state).

@@ -279,6 +279,19 @@ impl RoomDoc {
             .collect()
     }
 
+    /// Which of `heads` this history holds.
+    pub(crate) fn known(&mut self, heads: &[[u8; 32]]) -> (Vec<ChangeHash>, bool) {
+        let mut known = Vec::with_capacity(heads.len());
+        for h in heads {
+            let h = ChangeHash(*h);
+            if self.doc.get_change_meta_by_hash(&h).is_some() {
+                known.push(h);
+            }
+        }
+        let all = known.len() == heads.len();
+        (known, all)
+    }
+
     /// Applies pushed changes; ones whose dependencies are missing wait inside
     /// automerge until those arrive. Returns whether one of them started a history
     /// (no dependencies): its author created the room without knowing ours.

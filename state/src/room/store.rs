@@ -77,6 +77,10 @@ const EPOCH_EXCHANGE_EVERY: Duration = Duration::from_millis(100);
 /// its owned records are reconciled whatever the distance.
 const CLOCK_EPOCHS: u32 = 16;
 
+/// A digest answer carries at most this many changes; beyond, the whole (compacted)
+/// state is smaller.
+const MAX_DIGEST_PUSH: usize = 32;
+
 /// Pushes for an epoch we do not hold yet, kept until we adopt it (a push can overtake
 /// the state message that announces its epoch).
 const MAX_EARLY_PUSHES: usize = 64;
@@ -138,6 +142,7 @@ struct Room {
     unpushed: Vec<Vec<u8>>,
     early: Vec<(EpochId, Vec<u8>)>,
     last_epoch_exchange: BTreeMap<NodeId, Duration>,
+    last_digest_answer: BTreeMap<NodeId, Duration>,
     empty_since: Option<Duration>,
     dirty: bool,
 }
@@ -155,6 +160,7 @@ impl Room {
             unpushed: Vec::new(),
             early: Vec::new(),
             last_epoch_exchange: BTreeMap::new(),
+            last_digest_answer: BTreeMap::new(),
             empty_since: Some(now),
             dirty: false,
         }
@@ -170,6 +176,16 @@ impl Room {
         }
         self.dirty = true;
         true
+    }
+
+    fn may_answer_digest(&mut self, now: Duration, peer: NodeId) -> bool {
+        match self.last_digest_answer.get(&peer) {
+            Some(&at) if now < at + EPOCH_EXCHANGE_EVERY => false,
+            _ => {
+                self.last_digest_answer.insert(peer, now);
+                true
+            }
+        }
     }
 
     fn may_exchange_epoch(&mut self, now: Duration, peer: NodeId) -> bool {
@@ -867,17 +883,42 @@ impl Rooms {
             if !self.check_epoch(now, entry.room, msg.from, entry.epoch) {
                 continue;
             }
-            let r = self.room_mut(entry.room, now);
+            let Some(r) = self.rooms.get_mut(entry.room) else {
+                continue;
+            };
             let ours: Vec<[u8; 32]> = r.doc.heads().iter().map(|h| h.0).collect();
             if ours == entry.heads {
                 continue;
             }
-            // Restart this pair's sync. `needs_reset` makes the peer forget which
-            // changes it believes it already sent us, so a lost push is resent.
-            let mut state = sync::State::new();
-            state.needs_reset = true;
-            r.peers.insert(msg.from, state);
-            self.reply(entry.room, msg.from);
+            // Send what the peer may lack: everything not behind the heads of theirs we
+            // know. Under churn heads mostly differ by pushes still in flight, and this
+            // costs those few changes, where a fresh sync session would cost a Bloom
+            // filter over the whole history and two more trips.
+            let (known, all_known) = r.doc.known(&entry.heads);
+            let changes = r.doc.changes_since(&known);
+            let epoch = r.epoch.id;
+            let answer = !all_known && r.may_answer_digest(now, msg.from);
+            if changes.len() > MAX_DIGEST_PUSH {
+                let body = self.state_body(entry.room);
+                self.out.push_back((msg.from, body));
+            } else if !changes.is_empty() {
+                let body = wire::encode(
+                    wire::KIND_ROOM_PUSH,
+                    &RoomPushMsg {
+                        from: self.local,
+                        room: entry.room,
+                        epoch,
+                        changes: changes.iter().map(Vec::as_slice).collect(),
+                        sent_to: Vec::new(),
+                        relay: false,
+                    },
+                );
+                self.out.push_back((msg.from, body));
+            }
+            if answer {
+                // We lack some of theirs: our heads make them send it the same way.
+                self.send_digest(entry.room, msg.from);
+            }
         }
     }
 
