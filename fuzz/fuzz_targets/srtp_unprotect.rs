@@ -11,6 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use sluice_dataplane::rtp::{RtpError, RtpPacket};
 use sluice_dataplane::srtp::{Profile, SrtpContext, SrtpError};
 use webrtc_srtp::context::Context;
+use webrtc_util::marshal::{MarshalSize, Unmarshal};
 use webrtc_srtp::protection_profile::ProtectionProfile;
 
 const KEY: [u8; 16] = [0x42; 16];
@@ -29,10 +30,25 @@ fuzz_target!(|data: &[u8]| {
     let mut ours = SrtpContext::new(ours_p, &KEY, salt).unwrap();
     let mut theirs = Context::new(&KEY, salt, theirs_p, None, None).unwrap();
 
-    // The oracle's RTP header parser (rtp 0.17) panics on some malformed extension blocks,
-    // so it only sees packets whose header chain is well formed; the rest we must reject.
+    // The oracle's RTP header parser (rtp 0.17) panics when an extension element runs
+    // past the buffer, only knows the two-byte profile 0x1000 (not 0x1001-0x100F), and
+    // sizes the header from the elements it parsed rather than from the block's length
+    // field (RFC 3550 5.3.1), so a one-byte block holding the id-15 stop marker makes it
+    // encrypt part of the header. It only sees packets outside those cases; within them
+    // its header length must equal ours.
     let header_ok = |p: &[u8]| {
-        RtpPacket::parse_header(p).is_ok_and(|h| h.extensions().all(|e| e.is_ok()))
+        let Ok(h) = RtpPacket::parse_header(p) else { return false };
+        if !h.extensions().all(|e| e.is_ok()) {
+            return false;
+        }
+        match (h.extension_profile(), h.extension_body()) {
+            (Some(0x1001..=0x100f), _) => return false,
+            (Some(0xbede), Some(body)) if has_stop_marker(body) => return false,
+            _ => {}
+        }
+        let theirs = rtp::header::Header::unmarshal(&mut &p[..]).map(|h| h.marshal_size());
+        assert_eq!(theirs.ok(), Some(h.header_len()), "header length differs from the oracle's");
+        true
     };
     if sealed && !is_rtcp && !rest.get(1..).is_some_and(header_ok) {
         return;
@@ -78,3 +94,19 @@ fuzz_target!(|data: &[u8]| {
         (Err(e), Ok(_)) => panic!("we rejected what webrtc-srtp accepts: {e}"),
     }
 });
+
+/// Whether a one-byte extension block contains an element with the reserved id 15.
+fn has_stop_marker(body: &[u8]) -> bool {
+    let mut pos = 0;
+    while let Some(&b) = body.get(pos) {
+        if b == 0 {
+            pos += 1;
+            continue;
+        }
+        if b >> 4 == 15 {
+            return true;
+        }
+        pos += 2 + usize::from(b & 0x0f);
+    }
+    false
+}
