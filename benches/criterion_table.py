@@ -14,9 +14,9 @@ root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion")
 
 
 def ns(group, bench):
-    path = root / group / bench.replace("/", "/") / "new" / "estimates.json"
+    path = root / group / bench.replace("/", "_") / "new" / "estimates.json"
     if not path.exists():
-        # criterion stores "a/b" benchmark ids as nested directories
+        # criterion stores the benchmark id "a/b" in the directory "a_b"
         return None
     return json.loads(path.read_text())["median"]["point_estimate"]
 
