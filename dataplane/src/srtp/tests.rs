@@ -95,3 +95,36 @@ fn unencrypted_srtcp_is_refused() {
         );
     }
 }
+
+/// SRTCP indices are 31 bits and must never repeat under one key: at the end of the
+/// space protect refuses (the session must rekey) instead of wrapping to 0 and reusing
+/// a nonce/keystream. The receiver accepts the last index.
+#[test]
+fn srtcp_index_exhaustion_refuses_to_wrap() {
+    for profile in [Profile::AeadAes128Gcm, Profile::Aes128CmHmacSha1_80] {
+        let (mut tx, mut rx) = pair(profile);
+        let plain = [0x80, 201, 0, 1, 0, 0, 0, 9];
+        let mut p = plain.to_vec();
+        p.resize(8 + profile.rtcp_overhead(), 0);
+        let n = tx.protect_rtcp(&mut p, 8).unwrap();
+        assert_eq!(rx.unprotect_rtcp(&mut p[..n]), Ok(8));
+        let i = tx.rtcp_streams.find(9).unwrap();
+        tx.rtcp_streams.entries[i].1.last_index = SRTCP_INDEX_MAX - 1;
+        let mut p = plain.to_vec();
+        p.resize(8 + profile.rtcp_overhead(), 0);
+        let n = tx.protect_rtcp(&mut p, 8).unwrap();
+        let e_at = match profile {
+            Profile::AeadAes128Gcm => n - 4,
+            Profile::Aes128CmHmacSha1_80 => n - 14,
+        };
+        assert_eq!(
+            &p[e_at..e_at + 4],
+            &[0xff; 4][..],
+            "E flag and index 2^31-1"
+        );
+        assert_eq!(rx.unprotect_rtcp(&mut p[..n]), Ok(8));
+        let mut p = plain.to_vec();
+        p.resize(8 + profile.rtcp_overhead(), 0);
+        assert_eq!(tx.protect_rtcp(&mut p, 8), Err(SrtpError::IndexExhausted));
+    }
+}
