@@ -2,7 +2,7 @@
 //! `valgrind --tool=callgrind` (exact and immune to machine noise):
 //!   cargo build --release -p sluice-bench --example srtp_ops
 //!   valgrind --tool=callgrind target/release/examples/srtp_ops sluice 100000
-//! Modes: `sluice` (protect+unprotect), `raw` (aws-lc-rs seal+open), `webrtc`.
+//! Modes: `sluice` (protect+unprotect), `raw` (ring seal+open, the primitive we use).
 
 use sluice_bench::fixtures::rtp_packet;
 use sluice_dataplane::srtp::{Profile, SrtpContext};
@@ -29,7 +29,7 @@ fn main() {
             }
         }
         "raw" => {
-            use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+            use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
             let k = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &key).unwrap());
             let hl = 28;
             for i in 0..n {

@@ -1,15 +1,16 @@
 //! The two SRTP transforms over vetted primitives, chosen by measurement (`srtp` bench):
-//! AES-128-GCM from aws-lc-rs (ring is within noise of it); AES-128-CTR and HMAC-SHA1
-//! from RustCrypto, because aws-lc-rs measured 36% slower for the whole AES-CM transform
-//! at 160 bytes and 5% at 1200. Both transforms work in place on the caller's buffer
-//! and never allocate.
+//! AES-128-GCM from ring (its seal+open of a 1200-byte packet measured 5% faster than
+//! aws-lc-rs, equal at 160 bytes, and it is a far smaller build); AES-128-CTR and
+//! HMAC-SHA1 from RustCrypto (aws-lc-rs measured 36% slower for the whole AES-CM
+//! transform at 160 bytes and 5% at 1200). Both transforms work in place on the
+//! caller's buffer and never allocate.
 
 use aes::Aes128Enc;
 use aes::cipher::{
     InnerIvInit, KeyInit, StreamCipher, StreamCipherCoreWrapper, generic_array::GenericArray,
 };
-use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use hmac::{Hmac, Mac};
+use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
