@@ -610,9 +610,9 @@ impl Rooms {
                 for n in &msg.sent_to {
                     to.remove(n);
                 }
-                let body = wire::encode(
-                    wire::KIND_ROOM_PUSH,
-                    &RoomPushMsg {
+                queue_push(
+                    &mut self.out,
+                    RoomPushMsg {
                         from: self.local,
                         room: msg.room,
                         epoch: msg.epoch,
@@ -620,10 +620,8 @@ impl Rooms {
                         sent_to: Vec::new(),
                         relay: false,
                     },
+                    to,
                 );
-                for peer in to {
-                    self.out.push_back((peer, body.clone()));
-                }
             }
         }
         if changed {
@@ -667,9 +665,9 @@ impl Rooms {
             let mut to = interested(msg.room, r, self.local, alive);
             to.remove(&msg.from);
             if !changes.is_empty() {
-                let body = wire::encode(
-                    wire::KIND_ROOM_PUSH,
-                    &RoomPushMsg {
+                queue_push(
+                    &mut self.out,
+                    RoomPushMsg {
                         from: self.local,
                         room: msg.room,
                         epoch: r.epoch.id,
@@ -677,10 +675,8 @@ impl Rooms {
                         sent_to: Vec::new(),
                         relay: false,
                     },
+                    to,
                 );
-                for peer in to {
-                    self.out.push_back((peer, body.clone()));
-                }
             }
         }
         if changed {
@@ -919,9 +915,9 @@ impl Rooms {
                 let body = self.state_body(entry.room);
                 self.out.push_back((msg.from, body));
             } else if !changes.is_empty() {
-                let body = wire::encode(
-                    wire::KIND_ROOM_PUSH,
-                    &RoomPushMsg {
+                queue_push(
+                    &mut self.out,
+                    RoomPushMsg {
                         from: self.local,
                         room: entry.room,
                         epoch,
@@ -929,8 +925,8 @@ impl Rooms {
                         sent_to: Vec::new(),
                         relay: false,
                     },
+                    [msg.from],
                 );
-                self.out.push_back((msg.from, body));
             }
             if answer {
                 // We lack some of theirs: our heads make them send it the same way.
@@ -958,9 +954,9 @@ impl Rooms {
                 continue;
             }
             let to = interested(&id, r, self.local, alive);
-            let body = wire::encode(
-                wire::KIND_ROOM_PUSH,
-                &RoomPushMsg {
+            queue_push(
+                &mut self.out,
+                RoomPushMsg {
                     from: self.local,
                     room: &id,
                     epoch: r.epoch.id,
@@ -968,10 +964,8 @@ impl Rooms {
                     sent_to: to.iter().copied().collect(),
                     relay: true,
                 },
+                to,
             );
-            for peer in to {
-                self.out.push_back((peer, body.clone()));
-            }
         }
         let due: Vec<RoomId> = self
             .rooms
@@ -1139,4 +1133,16 @@ fn coordinator(room: &str, local: NodeId, alive: &BTreeSet<NodeId>) -> NodeId {
         .chain([local])
         .max_by_key(|&n| score(n))
         .unwrap_or(local)
+}
+
+/// Encodes one push and queues it for every peer in `to`.
+fn queue_push(
+    out: &mut VecDeque<(NodeId, Vec<u8>)>,
+    msg: RoomPushMsg<'_>,
+    to: impl IntoIterator<Item = NodeId>,
+) {
+    let body = wire::encode(wire::KIND_ROOM_PUSH, &msg);
+    for peer in to {
+        out.push_back((peer, body.clone()));
+    }
 }
