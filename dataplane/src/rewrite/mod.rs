@@ -13,6 +13,12 @@ use vp8::{Vp8Error, Vp8Rewriter};
 /// rollover estimate breaks. libwebrtc's NACK list is bounded at a similar size.
 pub const MAX_SEQ_JUMP: u16 = 1000;
 
+/// A timestamp jump larger than this many seconds of media clock (either way) within one
+/// SSRC is a restart even when the sequence number looks plausible: a restarted sender
+/// picks a new random timestamp, and only a restart moves it this far. A long pause is
+/// caught too, which is harmless: the rebase advances by the wall time that passed.
+pub const MAX_TS_JUMP_SECS: u32 = 10;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RewriteError {
     #[error("bad RTP packet: {0}")]
@@ -38,6 +44,8 @@ struct Mapping {
     /// First input sequence number the mapping covers.
     floor: u16,
     highest: u16,
+    /// Input timestamp of the `highest` packet.
+    highest_ts: u32,
 }
 
 impl Mapping {
@@ -100,6 +108,7 @@ impl RtpRewriter {
             ts_offset: next_ts.wrapping_sub(ts),
             floor: seq,
             highest: seq,
+            highest_ts: ts,
         });
         if let Some(v) = &mut self.vp8 {
             v.switch_source();
@@ -115,8 +124,11 @@ impl RtpRewriter {
         match self.mapping {
             Some(m) if m.ssrc == ssrc => {
                 let ahead = seq.wrapping_sub(m.highest);
-                let jumped = ahead > MAX_SEQ_JUMP && ahead < 0u16.wrapping_sub(MAX_SEQ_JUMP);
-                if jumped {
+                let seq_jump = ahead > MAX_SEQ_JUMP && ahead < 0u16.wrapping_sub(MAX_SEQ_JUMP);
+                let max_ts = u64::from(MAX_TS_JUMP_SECS) * u64::from(self.clock_rate);
+                let ts_jump =
+                    u64::from((ts.wrapping_sub(m.highest_ts) as i32).unsigned_abs()) > max_ts;
+                if seq_jump || ts_jump {
                     self.rebase(now_us, ssrc, seq, ts);
                 } else if !m.covers(seq) {
                     return Ok(Rewrite::DropStale);
@@ -127,6 +139,7 @@ impl RtpRewriter {
         let m = self.mapping.as_mut().expect("mapping set above");
         if (seq.wrapping_sub(m.highest) as i16) > 0 {
             m.highest = seq;
+            m.highest_ts = ts;
         }
         let out_seq = seq.wrapping_add(m.seq_offset);
         let out_ts = ts.wrapping_add(m.ts_offset);

@@ -89,6 +89,25 @@ fn restart_and_big_jumps_are_rebased_small_gaps_kept() {
     assert_eq!(out_seq(&d), out_seq(&c) + 1);
 }
 
+/// A restart with the same SSRC whose new sequence number lands just behind the old
+/// ones is recognised by its timestamp, so it is not numbered over packets already sent.
+#[test]
+fn restart_landing_behind_is_caught_by_the_timestamp() {
+    let mut rw = RtpRewriter::new(9, 90_000, 0, 0, false);
+    run(&mut rw, 0, pkt(5, 5000, 1_000_000));
+    let (_, b) = run(&mut rw, 33_000, pkt(5, 5001, 1_003_000));
+    let (r, c) = run(&mut rw, 66_000, pkt(5, 4990, 3_000_000_000));
+    assert!(matches!(r, Rewrite::Forward { .. }));
+    assert_eq!(out_seq(&c), out_seq(&b) + 1);
+    let (_, d) = run(&mut rw, 99_000, pkt(5, 4991, 3_000_003_000));
+    assert_eq!(out_seq(&d), out_seq(&c) + 1);
+    // Ordinary reordering (a frame behind) is not a restart: it fills its own hole.
+    let (_, f) = run(&mut rw, 132_000, pkt(5, 4993, 3_000_009_000));
+    let (_, e) = run(&mut rw, 133_000, pkt(5, 4992, 3_000_006_000));
+    assert_eq!(out_seq(&f), out_seq(&d) + 2);
+    assert_eq!(out_seq(&e), out_seq(&d) + 1);
+}
+
 #[test]
 fn reordering_stale_packets_and_skip() {
     let mut rw = RtpRewriter::new(9, 90_000, 500, 0, false);
