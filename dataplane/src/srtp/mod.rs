@@ -156,24 +156,26 @@ impl<T: Copy + Default> Streams<T> {
         self.last = i;
         Some(i)
     }
+    /// The state of `ssrc` and where to store it back: its entry, or `None` for a new
+    /// stream, which is only added by [`Self::store`] once its packet authenticated.
+    /// The cap is checked here, before any crypto work is spent on the packet.
     #[inline]
-    fn get(&mut self, ssrc: u32) -> T {
-        self.find(ssrc)
-            .map(|i| self.entries[i].1)
-            .unwrap_or_default()
-    }
-    /// Stores state for `ssrc`, adding it if new (only ever after authentication).
-    #[inline]
-    fn put(&mut self, ssrc: u32, state: T) -> Result<(), SrtpError> {
+    fn slot(&mut self, ssrc: u32) -> Result<(Option<usize>, T), SrtpError> {
         match self.find(ssrc) {
+            Some(i) => Ok((Some(i), self.entries[i].1)),
+            None if self.entries.len() >= MAX_SSRCS => Err(SrtpError::TooManySsrcs),
+            None => Ok((None, T::default())),
+        }
+    }
+    #[inline]
+    fn store(&mut self, slot: Option<usize>, ssrc: u32, state: T) {
+        match slot {
             Some(i) => self.entries[i].1 = state,
-            None if self.entries.len() >= MAX_SSRCS => return Err(SrtpError::TooManySsrcs),
             None => {
                 self.last = self.entries.len();
                 self.entries.push((ssrc, state));
             }
         }
-        Ok(())
     }
 }
 
@@ -220,9 +222,10 @@ impl SrtpContext {
     /// Sets the rollover counter of `ssrc`, for joining a stream mid-way (e.g. after a
     /// node hands a subscriber over). Unlike packet-driven state this may add an SSRC.
     pub fn set_roc(&mut self, ssrc: u32, roc: u32) -> Result<(), SrtpError> {
-        let mut s = self.rtp_streams.get(ssrc);
+        let (slot, mut s) = self.rtp_streams.slot(ssrc)?;
         s.rollover.roc = roc;
-        self.rtp_streams.put(ssrc, s)
+        self.rtp_streams.store(slot, ssrc, s);
+        Ok(())
     }
 
     pub fn roc(&mut self, ssrc: u32) -> Option<u32> {
@@ -240,7 +243,7 @@ impl SrtpContext {
         }
         let layout = Layout::parse_header(&buf[..len])?;
         let (seq, ssrc) = (u16::from_be_bytes([buf[2], buf[3]]), read_u32(buf, 8));
-        let mut stream = self.rtp_streams.get(ssrc);
+        let (slot, mut stream) = self.rtp_streams.slot(ssrc)?;
         // Retransmissions of old packets may come after a wrap: estimate as a receiver would.
         let roc = stream.rollover.estimate(seq).ok_or(SrtpError::TooOld)?;
         let hl = layout.header_len;
@@ -257,7 +260,7 @@ impl SrtpContext {
             }
         }
         stream.rollover.update(roc, seq);
-        self.rtp_streams.put(ssrc, stream)?;
+        self.rtp_streams.store(slot, ssrc, stream);
         Ok(out_len)
     }
 
@@ -273,7 +276,7 @@ impl SrtpContext {
             return Err(SrtpError::TooShort(len));
         }
         let (seq, ssrc) = (u16::from_be_bytes([buf[2], buf[3]]), read_u32(buf, 8));
-        let mut stream = self.rtp_streams.get(ssrc);
+        let (slot, mut stream) = self.rtp_streams.slot(ssrc)?;
         let roc = stream.rollover.estimate(seq).ok_or(SrtpError::TooOld)?;
         let idx = index(roc, seq);
         check_replay(&stream.replay, idx)?;
@@ -291,7 +294,7 @@ impl SrtpContext {
         };
         stream.replay.accept(idx);
         stream.rollover.update(roc, seq);
-        self.rtp_streams.put(ssrc, stream)?;
+        self.rtp_streams.store(slot, ssrc, stream);
         Ok(plain_len)
     }
 
@@ -306,7 +309,7 @@ impl SrtpContext {
             return Err(SrtpError::TooShort(len));
         }
         let ssrc = read_u32(buf, 4);
-        let mut stream = self.rtcp_streams.get(ssrc);
+        let (slot, mut stream) = self.rtcp_streams.slot(ssrc)?;
         let srtcp_index = stream.last_index + 1;
         if srtcp_index > SRTCP_INDEX_MAX {
             return Err(SrtpError::IndexExhausted);
@@ -327,7 +330,7 @@ impl SrtpContext {
             }
         }
         stream.last_index = srtcp_index;
-        self.rtcp_streams.put(ssrc, stream)?;
+        self.rtcp_streams.store(slot, ssrc, stream);
         Ok(out_len)
     }
 
@@ -352,7 +355,7 @@ impl SrtpContext {
             return Err(SrtpError::UnencryptedSrtcp);
         }
         let srtcp_index = word & SRTCP_INDEX_MAX;
-        let mut stream = self.rtcp_streams.get(ssrc);
+        let (slot, mut stream) = self.rtcp_streams.slot(ssrc)?;
         check_replay(&stream.replay, u64::from(srtcp_index))?;
         let plain_len = match &self.rtcp {
             Transform::Gcm(gcm) => {
@@ -366,7 +369,7 @@ impl SrtpContext {
             }
         };
         stream.replay.accept(u64::from(srtcp_index));
-        self.rtcp_streams.put(ssrc, stream)?;
+        self.rtcp_streams.store(slot, ssrc, stream);
         Ok(plain_len)
     }
 }
