@@ -15,11 +15,7 @@ fn formed(n: usize, seed: u64) -> Sim {
     let mut config = SimConfig::lan(seed);
     config.rooms.compact_after_changes = THRESHOLD;
     let mut sim = Sim::with_nodes(config, n);
-    let ok = sim.run_until_pred(Duration::from_secs(20), |sim| {
-        sim.running()
-            .iter()
-            .all(|&i| sim.node(i).members().len() == sim.running().len() - 1)
-    });
+    let ok = sim.run_until_formed(Duration::from_secs(20));
     assert!(ok.is_some(), "cluster did not form");
     sim
 }

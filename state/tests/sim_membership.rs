@@ -6,16 +6,9 @@ use sluice_state::auth::ClusterKey;
 use sluice_state::sim::{Sim, SimConfig};
 use sluice_state::{Authenticator, Delivery, Event, NodeId};
 
-fn converged_membership(sim: &Sim) -> bool {
-    let running = sim.running();
-    running
-        .iter()
-        .all(|&i| sim.node(i).members().len() == running.len() - 1)
-}
-
 fn formed(n: usize, seed: u64) -> Sim {
     let mut sim = Sim::with_nodes(SimConfig::lan(seed), n);
-    let at = sim.run_until_pred(Duration::from_secs(20), converged_membership);
+    let at = sim.run_until_formed(Duration::from_secs(20));
     assert!(
         at.is_some(),
         "{n} nodes did not form a cluster (seed {seed})"
@@ -98,7 +91,7 @@ fn restarted_node_rejoins_with_a_new_generation() {
     sim.run_for(Duration::from_secs(3));
     assert!(!sim.node(0).is_member(id));
     sim.restart(1);
-    let back = sim.run_until_pred(sim.now() + Duration::from_secs(5), converged_membership);
+    let back = sim.run_until_formed(sim.now() + Duration::from_secs(5));
     assert!(back.is_some());
     for i in [0, 2, 3] {
         let m = sim
@@ -119,7 +112,7 @@ fn partitioned_halves_find_each_other_again() {
     assert!(!sim.node(0).is_member(sim.node_id(4)));
     assert_eq!(sim.node(4).members().len(), 2);
     sim.heal();
-    let healed = sim.run_until_pred(sim.now() + Duration::from_secs(15), converged_membership);
+    let healed = sim.run_until_formed(sim.now() + Duration::from_secs(15));
     assert!(healed.is_some(), "halves never merged");
 }
 

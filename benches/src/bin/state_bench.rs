@@ -50,11 +50,7 @@ fn config(seed: u64) -> SimConfig {
 fn formed(n: usize, seed: u64) -> Sim {
     let mut sim = Sim::with_nodes(config(seed), n);
     sim.set_record_events(false);
-    let ok = sim.run_until_pred(Duration::from_secs(60), |s| {
-        s.running()
-            .iter()
-            .all(|&i| s.node(i).members().len() == n - 1)
-    });
+    let ok = sim.run_until_formed(Duration::from_secs(60));
     assert!(ok.is_some(), "{n}-node cluster did not form");
     sim.run_for(Duration::from_secs(2));
     sim

@@ -260,6 +260,20 @@ impl Sim {
         None
     }
 
+    /// True when every running node sees every other running node as a member.
+    pub fn membership_converged(&self) -> bool {
+        let running = self.running();
+        running
+            .iter()
+            .all(|&i| self.node(i).members().len() == running.len() - 1)
+    }
+
+    /// Runs until membership has converged (see [`Self::membership_converged`]) or
+    /// `deadline`; returns the virtual time it first held.
+    pub fn run_until_formed(&mut self, deadline: Duration) -> Option<Duration> {
+        self.run_until_pred(deadline, Sim::membership_converged)
+    }
+
     fn collect(&mut self) {
         for i in 0..self.slots.len() {
             let Some(node) = self.slots[i].node.as_mut() else {
