@@ -6,6 +6,7 @@
 pub mod demux;
 pub mod engine;
 pub mod rewrite;
+pub mod router;
 pub mod rtcp;
 pub mod rtp;
 pub mod srtp;

@@ -1,0 +1,977 @@
+//! The sans-IO router: one instance per worker, holding the sessions whose 5-tuples hash
+//! to that worker, every track of the node, and this worker's subscriptions.
+//!
+//! A publisher's packet is decrypted once on its home worker, cached for NACKs, and then
+//! rewritten and encrypted once per local subscriber; subscribers on other workers get
+//! the plaintext by reference (a `Bytes` handoff, one per worker), other nodes by link.
+//! Commands (sessions with their keys, tracks, subscriptions) arrive from the control
+//! plane; nothing here blocks, allocates per packet, or reads a clock.
+
+mod cache;
+mod keyframe;
+mod rtx;
+mod session;
+mod stats;
+mod track;
+
+pub use cache::{CACHE_PACKET_MAX, CACHE_SLOTS};
+pub use keyframe::is_keyframe;
+pub use session::NO_LAYER;
+pub use stats::RouterStats;
+
+use crate::demux::{PacketKind, classify};
+use crate::engine::{BytesPool, LinkPacket, Micros, Output, PacketHandler, SLOT_LEN, WorkerId};
+use crate::rewrite::{Rewrite, RtpRewriter};
+use crate::rtcp::{RtcpPacket, RtcpWriter, parse_compound};
+use crate::rtp::{ExtensionIds, RtpPacket};
+use crate::srtp::{Profile, SrtpContext, SrtpError};
+use bytes::Bytes;
+use session::{Session, Subscription};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use track::Track;
+
+pub type SessionId = u64;
+pub type TrackId = u64;
+type SessionIdx = usize;
+type TrackIdx = usize;
+
+/// One direction's SRTP master key and salt.
+#[derive(Debug, Clone)]
+pub struct SrtpKeys {
+    pub profile: Profile,
+    pub key: Vec<u8>,
+    pub salt: Vec<u8>,
+}
+
+/// A peer's session on this worker: where it is, and the keys DTLS-SRTP (or the bench
+/// API, directly) gave it.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub id: SessionId,
+    pub remote: SocketAddr,
+    /// Keys for what the peer sends.
+    pub inbound: SrtpKeys,
+    /// Keys for what the node sends the peer.
+    pub outbound: SrtpKeys,
+    pub extensions: ExtensionIds,
+    /// The SSRC the node's own RTCP to this peer carries as sender.
+    pub rtcp_ssrc: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Opus,
+    Vp8,
+    Vp9,
+    H264,
+    Av1,
+    Other,
+}
+
+/// One encoding of a track. Browsers announce simulcast by rid alone, so the SSRCs may be
+/// unknown until the first packet carrying the rid extension.
+#[derive(Debug, Clone, Default)]
+pub struct LayerConfig {
+    pub ssrc: Option<u32>,
+    pub rtx_ssrc: Option<u32>,
+    pub rid: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrackConfig {
+    pub id: TrackId,
+    pub publisher: SessionId,
+    /// Worker holding the publisher's session. Every worker learns every track so it can
+    /// serve its own subscribers from handed-off packets.
+    pub home: WorkerId,
+    pub codec: Codec,
+    pub clock_rate: u32,
+    pub payload_type: u8,
+    pub rtx_payload_type: Option<u8>,
+    /// Simulcast layers, lowest quality first; exactly one for audio and plain video.
+    pub layers: Vec<LayerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscribeConfig {
+    pub session: SessionId,
+    pub track: TrackId,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    /// RTX SSRC and payload type, when the subscriber negotiated RFC 4588.
+    pub rtx: Option<(u32, u8)>,
+    /// First sequence number and timestamp the subscriber sees (random per RFC 3550).
+    pub initial_seq: u16,
+    pub initial_ts: u32,
+    /// Layer to start with.
+    pub layer: u8,
+    /// Keep `layer` regardless of the bandwidth estimate.
+    pub pinned: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouterCommand {
+    AddSession(Box<SessionConfig>),
+    RemoveSession(SessionId),
+    /// Sent to every worker.
+    AddTrack(Box<TrackConfig>),
+    /// Sent to every worker.
+    RemoveTrack(TrackId),
+    /// Sent to the subscriber session's worker.
+    Subscribe(SubscribeConfig),
+    Unsubscribe {
+        session: SessionId,
+        track: TrackId,
+    },
+    /// Pins a subscription to a layer, or (`None`) hands it back to the estimate.
+    SetLayer {
+        session: SessionId,
+        track: TrackId,
+        layer: Option<u8>,
+    },
+    /// Sent to the track's home worker: another node wants this layer.
+    LinkSubscribe {
+        track: TrackId,
+        node: u32,
+        layer: u8,
+    },
+    LinkUnsubscribe {
+        track: TrackId,
+        node: u32,
+        layer: u8,
+    },
+}
+
+/// Messages between the routers of one node's workers.
+#[derive(Debug, Clone)]
+pub enum RouterHandoff {
+    /// A decrypted publisher packet, from the track's home worker.
+    Media {
+        track: TrackId,
+        layer: u8,
+        keyframe: bool,
+        packet: Bytes,
+    },
+    /// To the home worker: `worker` gained or lost a subscriber of `track`.
+    Interest {
+        track: TrackId,
+        worker: WorkerId,
+        subscribed: bool,
+    },
+    /// To the home worker: a subscriber needs a keyframe of this layer.
+    KeyframeRequest { track: TrackId, layer: u8 },
+}
+
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Shortest interval between keyframe requests sent upstream for one layer; a room
+    /// full of subscribers joining at once must not make the publisher send nothing but
+    /// keyframes.
+    pub keyframe_request_interval: Micros,
+    /// How often timers run (keyframe waits, reports, estimates).
+    pub tick: Micros,
+    /// Buffers for cross-worker handoff.
+    pub handoff_buffers: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            keyframe_request_interval: 500_000,
+            tick: 50_000,
+            handoff_buffers: 4096,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Router {
+    worker: WorkerId,
+    config: RouterConfig,
+    sessions: Vec<Option<Session>>,
+    free_sessions: Vec<SessionIdx>,
+    session_by_addr: HashMap<SocketAddr, SessionIdx>,
+    session_by_id: HashMap<SessionId, SessionIdx>,
+    tracks: Vec<Option<Track>>,
+    free_tracks: Vec<TrackIdx>,
+    track_by_id: HashMap<TrackId, TrackIdx>,
+    pool: BytesPool,
+    stats: RouterStats,
+    next_tick: Micros,
+}
+
+impl Router {
+    pub fn new(worker: WorkerId, config: RouterConfig) -> Self {
+        Self {
+            worker,
+            pool: BytesPool::new(config.handoff_buffers, SLOT_LEN),
+            config,
+            sessions: Vec::new(),
+            free_sessions: Vec::new(),
+            session_by_addr: HashMap::new(),
+            session_by_id: HashMap::new(),
+            tracks: Vec::new(),
+            free_tracks: Vec::new(),
+            track_by_id: HashMap::new(),
+            stats: RouterStats::default(),
+            next_tick: 0,
+        }
+    }
+
+    pub fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.session_by_id.len()
+    }
+
+    /// The layer a subscription forwards now ([`NO_LAYER`] while it waits for a
+    /// keyframe) and the one it is heading for.
+    pub fn subscription_layers(&self, session: SessionId, track: TrackId) -> Option<(u8, u8)> {
+        let sess = self.session(*self.session_by_id.get(&session)?)?;
+        let ti = *self.track_by_id.get(&track)?;
+        let sub = sess.subscriptions.iter().find(|s| s.track == ti)?;
+        Some((sub.layer, sub.target))
+    }
+
+    fn session(&self, si: SessionIdx) -> Option<&Session> {
+        self.sessions.get(si).and_then(Option::as_ref)
+    }
+
+    fn on_rtp(
+        &mut self,
+        now: Micros,
+        from: SocketAddr,
+        buf: &mut [u8],
+        out: &mut Output<RouterHandoff>,
+    ) {
+        let Some(&si) = self.session_by_addr.get(&from) else {
+            self.stats.drop_unknown_session += 1;
+            return;
+        };
+        let Some(sess) = self.sessions.get_mut(si).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut len = match sess.srtp_in.unprotect_rtp(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                self.count_srtp_error(e);
+                return;
+            }
+        };
+        let Ok(hdr) = RtpPacket::parse(&buf[..len]) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        self.stats.rtp_in += 1;
+        let (ssrc, payload_empty) = (hdr.ssrc(), hdr.payload().is_empty());
+        let rid = match hdr.has_extension() {
+            true => hdr.known_extensions(&sess.extensions).ok().and_then(|e| {
+                e.rid
+                    .map(|r| (r, false))
+                    .or(e.repaired_rid.map(|r| (r, true)))
+            }),
+            false => None,
+        };
+        let mut found = None;
+        for &ti in &sess.publishes {
+            if let Some((layer, rtx)) = self.tracks[ti].as_ref().and_then(|t| t.layer_of(ssrc)) {
+                found = Some((ti, layer, rtx));
+                break;
+            }
+        }
+        if found.is_none()
+            && let Some((rid, repair)) = rid
+        {
+            for &ti in &sess.publishes {
+                if let Some(layer) = self.tracks[ti]
+                    .as_mut()
+                    .and_then(|t| t.learn_rid(rid, ssrc, repair))
+                {
+                    found = Some((ti, layer, repair));
+                    break;
+                }
+            }
+        }
+        let Some((ti, layer, is_rtx)) = found else {
+            self.stats.drop_unknown_ssrc += 1;
+            return;
+        };
+        let Some(track) = self.tracks[ti].as_mut() else {
+            return;
+        };
+        let layer_state = &mut track.layers[usize::from(layer)];
+        layer_state.last_packet_at = Some(now);
+        if payload_empty {
+            // Padding-only: a bandwidth probe. Nothing to forward, but subscribers on this
+            // layer must not see the hole it leaves in the numbering as loss.
+            if !is_rtx {
+                let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                for &sub_si in &track.subscribers {
+                    if let Some(sub) = self.sessions[sub_si]
+                        .as_mut()
+                        .and_then(|s| s.subscription_mut(ti))
+                        && sub.layer == layer
+                    {
+                        sub.rewriter.skip(ssrc, seq);
+                    }
+                }
+            }
+            return;
+        }
+        if is_rtx {
+            let Some(primary) = layer_state.ssrc else {
+                self.stats.drop_unknown_ssrc += 1;
+                return;
+            };
+            match rtx::unwrap(&mut buf[..len], primary, track.payload_type) {
+                Ok(n) => len = n,
+                Err(_) => {
+                    self.stats.drop_malformed += 1;
+                    return;
+                }
+            }
+        }
+        let pkt = &buf[..len];
+        let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+        let keyframe = RtpPacket::parse(pkt).is_ok_and(|p| is_keyframe(track.codec, p.payload()));
+        layer_state.cache.insert(seq, pkt);
+        self.fan_out(now, ti, layer, keyframe, pkt, out);
+    }
+
+    fn count_srtp_error(&mut self, e: SrtpError) {
+        match e {
+            SrtpError::AuthenticationFailed => self.stats.drop_srtp_auth += 1,
+            SrtpError::Replayed | SrtpError::TooOld => self.stats.drop_replay += 1,
+            _ => self.stats.drop_malformed += 1,
+        }
+    }
+
+    /// Sends a plaintext publisher packet to every local subscriber of its layer, and
+    /// (on the home worker) to other workers and nodes.
+    fn fan_out(
+        &mut self,
+        now: Micros,
+        ti: TrackIdx,
+        layer: u8,
+        keyframe: bool,
+        pkt: &[u8],
+        out: &mut Output<RouterHandoff>,
+    ) {
+        let Self {
+            tracks,
+            sessions,
+            stats,
+            pool,
+            worker,
+            ..
+        } = self;
+        let Some(track) = tracks[ti].as_ref() else {
+            return;
+        };
+        for &si in &track.subscribers {
+            let Some(sess) = sessions[si].as_mut() else {
+                continue;
+            };
+            let Session {
+                subscriptions,
+                srtp_out,
+                remote,
+                ..
+            } = sess;
+            let Some(sub) = subscriptions.iter_mut().find(|s| s.track == ti) else {
+                continue;
+            };
+            if sub.layer != layer {
+                if sub.target != layer || !keyframe {
+                    continue;
+                }
+                sub.layer = layer;
+                stats.layer_switches += 1;
+            }
+            forward(now, sub, srtp_out, *remote, pkt, None, out, stats);
+        }
+        if track.home == *worker && !track.workers.is_empty() {
+            let packet = pool.share(pkt);
+            for &(w, _) in &track.workers {
+                out.handoffs.push((
+                    w,
+                    RouterHandoff::Media {
+                        track: track.id,
+                        layer,
+                        keyframe,
+                        packet: packet.clone(),
+                    },
+                ));
+                stats.handoffs_out += 1;
+            }
+        }
+        if track.home == *worker && track.links.iter().any(|&(_, l)| l == layer) {
+            let packet = pool.share(pkt);
+            for &(node, l) in &track.links {
+                if l == layer {
+                    out.links.push(LinkPacket {
+                        node,
+                        track: track.id,
+                        layer,
+                        packet: packet.clone(),
+                    });
+                    stats.link_out += 1;
+                }
+            }
+        }
+    }
+
+    fn on_rtcp(
+        &mut self,
+        now: Micros,
+        from: SocketAddr,
+        buf: &mut [u8],
+        out: &mut Output<RouterHandoff>,
+    ) {
+        let Some(&si) = self.session_by_addr.get(&from) else {
+            self.stats.drop_unknown_session += 1;
+            return;
+        };
+        let Some(sess) = self.sessions.get_mut(si).and_then(Option::as_mut) else {
+            return;
+        };
+        let len = match sess.srtp_in.unprotect_rtcp(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                self.count_srtp_error(e);
+                return;
+            }
+        };
+        self.stats.rtcp_in += 1;
+        for packet in parse_compound(&buf[..len]) {
+            match packet {
+                Ok(RtcpPacket::Nack(n)) => self.on_nack(now, si, n.media_ssrc, n.lost(), out),
+                Ok(RtcpPacket::Pli(p)) => self.on_keyframe_request(now, si, p.media_ssrc, out),
+                Ok(RtcpPacket::Fir(f)) => {
+                    for e in f.entries() {
+                        self.on_keyframe_request(now, si, e.ssrc, out);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    self.stats.drop_malformed += 1;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Answers a subscriber's NACK from the cache, as RTX when it negotiated RTX.
+    fn on_nack(
+        &mut self,
+        now: Micros,
+        si: SessionIdx,
+        media_ssrc: u32,
+        lost: impl Iterator<Item = u16>,
+        out: &mut Output<RouterHandoff>,
+    ) {
+        let Self {
+            tracks,
+            sessions,
+            stats,
+            ..
+        } = self;
+        let Some(Session {
+            subscriptions,
+            srtp_out,
+            remote,
+            ..
+        }) = sessions[si].as_mut()
+        else {
+            return;
+        };
+        let Some(sub) = subscriptions.iter_mut().find(|s| s.ssrc == media_ssrc) else {
+            return;
+        };
+        let Some(track) = tracks[sub.track].as_ref() else {
+            return;
+        };
+        for out_seq in lost {
+            let cached = sub.rewriter.original(out_seq).and_then(|(ssrc, seq)| {
+                let (layer, _) = track.layer_of(ssrc)?;
+                track.layers[usize::from(layer)].cache.get(seq)
+            });
+            match cached {
+                Some(pkt) => {
+                    if forward(now, sub, srtp_out, *remote, pkt, Some(out_seq), out, stats) {
+                        stats.retransmits += 1;
+                    }
+                }
+                None => stats.nack_miss += 1,
+            }
+        }
+    }
+
+    fn on_keyframe_request(
+        &mut self,
+        now: Micros,
+        si: SessionIdx,
+        media_ssrc: u32,
+        out: &mut Output<RouterHandoff>,
+    ) {
+        let Some(sess) = self.sessions.get_mut(si).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(sub) = sess.subscription_by_ssrc(media_ssrc) else {
+            return;
+        };
+        let layer = if sub.layer == NO_LAYER {
+            sub.target
+        } else {
+            sub.layer
+        };
+        let ti = sub.track;
+        self.request_keyframe(now, ti, layer, out);
+    }
+
+    /// Asks the publisher for a keyframe of `layer`, at most once per interval.
+    fn request_keyframe(
+        &mut self,
+        now: Micros,
+        ti: TrackIdx,
+        layer: u8,
+        out: &mut Output<RouterHandoff>,
+    ) {
+        let interval = self.config.keyframe_request_interval;
+        let Some(track) = self.tracks.get_mut(ti).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(l) = track.layers.get_mut(usize::from(layer)) else {
+            return;
+        };
+        if l.last_keyframe_request
+            .is_some_and(|t| now.saturating_sub(t) < interval)
+        {
+            return;
+        }
+        l.last_keyframe_request = Some(now);
+        if track.home != self.worker {
+            out.handoffs.push((
+                track.home,
+                RouterHandoff::KeyframeRequest {
+                    track: track.id,
+                    layer,
+                },
+            ));
+            return;
+        }
+        let (Some(psi), Some(media_ssrc)) = (track.publisher, l.ssrc) else {
+            return;
+        };
+        let Some(publisher) = self.sessions[psi].as_mut() else {
+            return;
+        };
+        let sender = publisher.rtcp_ssrc;
+        let srtp = &mut publisher.srtp_out;
+        let sent = out.egress.push(publisher.remote, |slot| {
+            let mut w = RtcpWriter::new(&mut slot[..SLOT_LEN - 32]);
+            w.pli(sender, media_ssrc).ok()?;
+            let n = w.finish();
+            srtp.protect_rtcp(slot, n).ok()
+        });
+        if sent.is_some() {
+            self.stats.keyframe_requests += 1;
+            self.stats.rtcp_out += 1;
+        }
+    }
+
+    fn add_session(&mut self, config: &SessionConfig) {
+        if self.session_by_id.contains_key(&config.id) {
+            self.remove_session(config.id, &mut None);
+        }
+        let Ok(session) = Session::new(config) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        let si = match self.free_sessions.pop() {
+            Some(i) => {
+                self.sessions[i] = Some(session);
+                i
+            }
+            None => {
+                self.sessions.push(Some(session));
+                self.sessions.len() - 1
+            }
+        };
+        self.session_by_id.insert(config.id, si);
+        self.session_by_addr.insert(config.remote, si);
+    }
+
+    fn remove_session(&mut self, id: SessionId, out: &mut Option<&mut Output<RouterHandoff>>) {
+        let Some(si) = self.session_by_id.remove(&id) else {
+            return;
+        };
+        let Some(sess) = self.sessions[si].take() else {
+            return;
+        };
+        if self.session_by_addr.get(&sess.remote) == Some(&si) {
+            self.session_by_addr.remove(&sess.remote);
+        }
+        for sub in &sess.subscriptions {
+            self.detach_subscriber(si, sub.track, out);
+        }
+        for &ti in &sess.publishes {
+            if let Some(t) = self.tracks[ti].as_mut() {
+                t.publisher = None;
+            }
+        }
+        self.free_sessions.push(si);
+    }
+
+    fn detach_subscriber(
+        &mut self,
+        si: SessionIdx,
+        ti: TrackIdx,
+        out: &mut Option<&mut Output<RouterHandoff>>,
+    ) {
+        let Some(track) = self.tracks[ti].as_mut() else {
+            return;
+        };
+        track.subscribers.retain(|&s| s != si);
+        if track.home != self.worker
+            && let Some(out) = out
+        {
+            out.handoffs.push((
+                track.home,
+                RouterHandoff::Interest {
+                    track: track.id,
+                    worker: self.worker,
+                    subscribed: false,
+                },
+            ));
+        }
+    }
+
+    fn add_track(&mut self, config: &TrackConfig) {
+        if self.track_by_id.contains_key(&config.id) || config.layers.is_empty() {
+            return;
+        }
+        let publisher = (config.home == self.worker)
+            .then(|| self.session_by_id.get(&config.publisher).copied())
+            .flatten();
+        let track = Track::new(config, publisher);
+        let ti = match self.free_tracks.pop() {
+            Some(i) => {
+                self.tracks[i] = Some(track);
+                i
+            }
+            None => {
+                self.tracks.push(Some(track));
+                self.tracks.len() - 1
+            }
+        };
+        self.track_by_id.insert(config.id, ti);
+        if let Some(s) = publisher.and_then(|p| self.sessions[p].as_mut()) {
+            s.publishes.push(ti);
+        }
+    }
+
+    fn remove_track(&mut self, id: TrackId) {
+        let Some(ti) = self.track_by_id.remove(&id) else {
+            return;
+        };
+        let Some(track) = self.tracks[ti].take() else {
+            return;
+        };
+        if let Some(s) = track.publisher.and_then(|p| self.sessions[p].as_mut()) {
+            s.publishes.retain(|&t| t != ti);
+        }
+        for si in track.subscribers {
+            if let Some(s) = self.sessions[si].as_mut() {
+                s.subscriptions.retain(|sub| sub.track != ti);
+            }
+        }
+        self.free_tracks.push(ti);
+    }
+
+    fn subscribe(&mut self, now: Micros, c: &SubscribeConfig, out: &mut Output<RouterHandoff>) {
+        let (Some(&si), Some(&ti)) = (
+            self.session_by_id.get(&c.session),
+            self.track_by_id.get(&c.track),
+        ) else {
+            return;
+        };
+        let (Some(sess), Some(track)) = (self.sessions[si].as_mut(), self.tracks[ti].as_mut())
+        else {
+            return;
+        };
+        if sess.subscriptions.iter().any(|s| s.track == ti) {
+            return;
+        }
+        let target = c.layer.min(track.layers.len().saturating_sub(1) as u8);
+        sess.subscriptions.push(Subscription {
+            track: ti,
+            ssrc: c.ssrc,
+            payload_type: c.payload_type,
+            rtx: c
+                .rtx
+                .map(|(ssrc, pt)| (ssrc, pt, c.initial_seq.wrapping_add(0x8000))),
+            rewriter: RtpRewriter::new(
+                c.ssrc,
+                track.clock_rate,
+                c.initial_seq,
+                c.initial_ts,
+                track.codec == Codec::Vp8,
+            ),
+            layer: NO_LAYER,
+            target,
+            pinned: c.pinned,
+        });
+        track.subscribers.push(si);
+        if track.home != self.worker {
+            out.handoffs.push((
+                track.home,
+                RouterHandoff::Interest {
+                    track: track.id,
+                    worker: self.worker,
+                    subscribed: true,
+                },
+            ));
+        }
+        self.request_keyframe(now, ti, target, out);
+    }
+
+    fn unsubscribe(&mut self, session: SessionId, track: TrackId, out: &mut Output<RouterHandoff>) {
+        let (Some(&si), Some(&ti)) = (
+            self.session_by_id.get(&session),
+            self.track_by_id.get(&track),
+        ) else {
+            return;
+        };
+        let Some(sess) = self.sessions[si].as_mut() else {
+            return;
+        };
+        let before = sess.subscriptions.len();
+        sess.subscriptions.retain(|s| s.track != ti);
+        if sess.subscriptions.len() != before {
+            self.detach_subscriber(si, ti, &mut Some(out));
+        }
+    }
+
+    fn set_layer(
+        &mut self,
+        now: Micros,
+        session: SessionId,
+        track: TrackId,
+        layer: Option<u8>,
+        out: &mut Output<RouterHandoff>,
+    ) {
+        let (Some(&si), Some(&ti)) = (
+            self.session_by_id.get(&session),
+            self.track_by_id.get(&track),
+        ) else {
+            return;
+        };
+        let layers = self.tracks[ti].as_ref().map_or(0, |t| t.layers.len());
+        let Some(sub) = self.sessions[si]
+            .as_mut()
+            .and_then(|s| s.subscription_mut(ti))
+        else {
+            return;
+        };
+        sub.pinned = layer.is_some();
+        if let Some(l) = layer {
+            sub.target = l.min(layers.saturating_sub(1) as u8);
+            if sub.target != sub.layer {
+                let target = sub.target;
+                self.request_keyframe(now, ti, target, out);
+            }
+        }
+    }
+
+    /// Subscribers waiting for a keyframe of their target layer keep asking (throttled),
+    /// since the first request or the keyframe itself may have been lost.
+    fn chase_keyframes(&mut self, now: Micros, out: &mut Output<RouterHandoff>) {
+        for si in 0..self.sessions.len() {
+            let Some(sess) = self.sessions[si].as_ref() else {
+                continue;
+            };
+            for i in 0..sess.subscriptions.len() {
+                let Some(sub) = self.sessions[si]
+                    .as_ref()
+                    .and_then(|s| s.subscriptions.get(i))
+                else {
+                    break;
+                };
+                if sub.layer != sub.target {
+                    let (ti, target) = (sub.track, sub.target);
+                    self.request_keyframe(now, ti, target, out);
+                }
+            }
+        }
+    }
+}
+
+/// Copies, rewrites, encrypts and queues one packet for one subscriber. `retransmit`
+/// carries the sequence number a NACK asked for: the copy must map to exactly it, and
+/// goes out as RTX when the subscriber negotiated it. Returns whether a datagram was
+/// queued.
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    now: Micros,
+    sub: &mut Subscription,
+    srtp: &mut SrtpContext,
+    dest: SocketAddr,
+    pkt: &[u8],
+    retransmit: Option<u16>,
+    out: &mut Output<RouterHandoff>,
+    stats: &mut RouterStats,
+) -> bool {
+    let len = pkt.len();
+    let mut stale = false;
+    let queued = out.egress.push(dest, |slot| {
+        // Room for RTX's two bytes and the SRTP tag.
+        if len + 2 + 16 > SLOT_LEN {
+            return None;
+        }
+        slot[..len].copy_from_slice(pkt);
+        match sub.rewriter.rewrite(now, &mut slot[..len]) {
+            Ok(Rewrite::Forward { seq, .. }) if retransmit.is_none_or(|want| want == seq) => {}
+            Ok(_) => {
+                stale = true;
+                return None;
+            }
+            Err(_) => return None,
+        }
+        slot[1] = (slot[1] & 0x80) | sub.payload_type;
+        let mut n = len;
+        if retransmit.is_some()
+            && let Some((ssrc, pt, seq)) = &mut sub.rtx
+        {
+            n = rtx::wrap(slot, len, *ssrc, *pt, *seq).ok()?;
+            *seq = seq.wrapping_add(1);
+        }
+        srtp.protect_rtp(slot, n).ok()
+    });
+    match queued {
+        Some(_) => stats.rtp_out += 1,
+        None if stale => stats.drop_stale += 1,
+        None => stats.drop_egress += 1,
+    }
+    queued.is_some()
+}
+
+impl PacketHandler for Router {
+    type Command = RouterCommand;
+    type Handoff = RouterHandoff;
+
+    fn handle_datagram(
+        &mut self,
+        now: Micros,
+        from: SocketAddr,
+        buf: &mut [u8],
+        out: &mut Output<RouterHandoff>,
+    ) {
+        match classify(buf) {
+            PacketKind::Rtp => self.on_rtp(now, from, buf, out),
+            PacketKind::Rtcp => self.on_rtcp(now, from, buf, out),
+            PacketKind::Stun | PacketKind::Dtls => self.stats.unhandled += 1,
+            PacketKind::Unknown => self.stats.drop_malformed += 1,
+        }
+    }
+
+    fn handle_handoff(&mut self, now: Micros, msg: RouterHandoff, out: &mut Output<RouterHandoff>) {
+        match msg {
+            RouterHandoff::Media {
+                track,
+                layer,
+                keyframe,
+                packet,
+            } => {
+                let Some(&ti) = self.track_by_id.get(&track) else {
+                    return;
+                };
+                if let Some(l) = self.tracks[ti]
+                    .as_mut()
+                    .and_then(|t| t.layers.get_mut(usize::from(layer)))
+                    && packet.len() >= 4
+                {
+                    l.cache
+                        .insert(u16::from_be_bytes([packet[2], packet[3]]), &packet);
+                    l.last_packet_at = Some(now);
+                }
+                self.fan_out(now, ti, layer, keyframe, &packet, out);
+            }
+            RouterHandoff::Interest {
+                track,
+                worker,
+                subscribed,
+            } => {
+                if let Some(t) = self
+                    .track_by_id
+                    .get(&track)
+                    .and_then(|&ti| self.tracks[ti].as_mut())
+                {
+                    if subscribed {
+                        t.add_worker(worker);
+                    } else {
+                        t.remove_worker(worker);
+                    }
+                }
+            }
+            RouterHandoff::KeyframeRequest { track, layer } => {
+                if let Some(&ti) = self.track_by_id.get(&track) {
+                    self.request_keyframe(now, ti, layer, out);
+                }
+            }
+        }
+    }
+
+    fn handle_command(&mut self, now: Micros, cmd: RouterCommand, out: &mut Output<RouterHandoff>) {
+        match cmd {
+            RouterCommand::AddSession(c) => self.add_session(&c),
+            RouterCommand::RemoveSession(id) => self.remove_session(id, &mut Some(out)),
+            RouterCommand::AddTrack(c) => self.add_track(&c),
+            RouterCommand::RemoveTrack(id) => self.remove_track(id),
+            RouterCommand::Subscribe(c) => self.subscribe(now, &c, out),
+            RouterCommand::Unsubscribe { session, track } => self.unsubscribe(session, track, out),
+            RouterCommand::SetLayer {
+                session,
+                track,
+                layer,
+            } => self.set_layer(now, session, track, layer, out),
+            RouterCommand::LinkSubscribe { track, node, layer } => {
+                if let Some(t) = self
+                    .track_by_id
+                    .get(&track)
+                    .and_then(|&ti| self.tracks[ti].as_mut())
+                    && !t.links.contains(&(node, layer))
+                {
+                    t.links.push((node, layer));
+                }
+            }
+            RouterCommand::LinkUnsubscribe { track, node, layer } => {
+                if let Some(t) = self
+                    .track_by_id
+                    .get(&track)
+                    .and_then(|&ti| self.tracks[ti].as_mut())
+                {
+                    t.links.retain(|&l| l != (node, layer));
+                }
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Micros, out: &mut Output<RouterHandoff>) {
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + self.config.tick;
+        self.chase_keyframes(now, out);
+    }
+
+    fn poll_timeout(&self) -> Option<Micros> {
+        Some(self.next_tick)
+    }
+}
+
+#[cfg(test)]
+mod tests;
