@@ -4,6 +4,7 @@
 //! malformed packet is an `Err` with the precise reason, which the caller counts and drops.
 
 pub mod demux;
+pub mod driver;
 pub mod engine;
 pub mod rewrite;
 pub mod router;
