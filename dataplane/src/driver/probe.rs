@@ -35,7 +35,20 @@ fn explain_setup(e: &io::Error) -> String {
 }
 
 /// `Ok` when the io_uring driver can run here; otherwise why not.
+///
+/// Runs on a short-lived thread of its own: tearing a ring down can leave task work
+/// queued for the thread that owned it, which would interrupt that thread's next blocking
+/// syscall (EINTR) — the caller's, if the probe ran there.
 pub fn probe_uring() -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("sluice-probe".to_owned())
+        .spawn(probe_here)
+        .map_err(|e| format!("spawning the probe thread: {e}"))?
+        .join()
+        .map_err(|_| "the io_uring probe panicked".to_owned())?
+}
+
+fn probe_here() -> Result<(), String> {
     let mut ring = build_ring(8, 16).map_err(|e| explain_setup(&e))?;
     if !ring.params().is_feature_ext_arg() {
         return Err("kernel lacks IORING_FEAT_EXT_ARG (needs 5.11)".to_owned());

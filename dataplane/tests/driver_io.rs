@@ -1,0 +1,562 @@
+//! The drivers end to end over real loopback sockets, each test run under every driver
+//! this machine offers (io_uring when `probe_uring` says yes, recvmmsg always).
+//!
+//! Senders keep a bounded window in flight and wait for it to arrive, so no socket buffer
+//! can overflow: every datagram is counted and compared. Nothing here asserts on time;
+//! a receive timeout only turns a hang into a failure.
+
+use bytes::Bytes;
+use sluice_dataplane::driver::{
+    DriverConfig, DriverKind, Workers, probe_uring, thread_cpu_ns, worker_for,
+};
+use sluice_dataplane::engine::{
+    LinkPacket, Micros, NullCommand, NullForwarder, Output, PacketHandler, WorkerId,
+};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+fn kinds() -> Vec<DriverKind> {
+    let mut k = vec![DriverKind::Mmsg];
+    match probe_uring() {
+        Ok(()) => k.push(DriverKind::Uring),
+        Err(why) => eprintln!("io_uring driver not tested here: {why}"),
+    }
+    k
+}
+
+fn config(kind: DriverKind, workers: usize) -> DriverConfig {
+    DriverConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        workers,
+        kind,
+        batch: 32,
+        ring_buffers: 256,
+        egress_capacity: 256,
+        socket_buffer: 1 << 20,
+        ..DriverConfig::default()
+    }
+}
+
+/// A UDP socket with a large receive buffer (forced where permitted).
+fn udp(addr: &str) -> UdpSocket {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    let val: libc::c_int = 8 << 20;
+    // SAFETY: setsockopt with a live c_int.
+    let forced = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&val as *const libc::c_int).cast(),
+            4,
+        )
+    } == 0;
+    if !forced {
+        let _ = s.set_recv_buffer_size(8 << 20);
+    }
+    s.bind(&addr.into()).unwrap();
+    let s: UdpSocket = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = [0u8; 4096];
+    let (n, from) = s
+        .recv_from(&mut buf)
+        .expect("a datagram (timed out: the driver lost or never sent it)");
+    (buf[..n].to_vec(), from)
+}
+
+/// Payload `seq` of client `c`: a header naming both, then a pattern, `len` bytes long.
+fn payload(c: u8, seq: u32, len: usize) -> Vec<u8> {
+    let mut p = vec![c];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend((5..len).map(|i| (i as u32 ^ seq) as u8));
+    p
+}
+
+/// Waits for `cond`: counters are bumped after the datagrams that they count have left,
+/// so a test that has seen the datagrams may still be a moment early for the counters.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("still not true after ~10 s: {what}");
+}
+
+/// Stops the node and checks that it left nothing behind: every worker thread gone, and
+/// the port free for a socket without SO_REUSEPORT.
+fn finish<H: PacketHandler>(w: Workers<H>) -> Vec<H> {
+    let addr = w.local_addr();
+    let tids: Vec<i32> = (0..w.workers()).map(|i| w.stats(i).tid).collect();
+    assert!(tids.iter().all(|&t| t > 0));
+    let handlers = w.shutdown().expect("no worker panicked");
+    for tid in tids {
+        // Joined threads finished their code; the kernel reaps the task a moment later.
+        eventually(&format!("worker thread {tid} gone"), || {
+            !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+        });
+    }
+    UdpSocket::bind(addr).expect("every worker socket closed");
+    handlers
+}
+
+#[test]
+fn null_forwarder_delivers_every_datagram_intact_and_in_order() {
+    for kind in kinds() {
+        let sinks = [udp("127.0.0.1:0"), udp("127.0.0.1:0")];
+        let sink_addrs: Vec<SocketAddr> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
+        let w = Workers::start(config(kind, 2), |_, _| {
+            NullForwarder::new(sink_addrs.clone())
+        })
+        .unwrap();
+        assert_eq!(w.kind().kind, kind);
+        let node = w.local_addr();
+        let clients: Vec<UdpSocket> = (0..8).map(|_| udp("127.0.0.1:0")).collect();
+        let (windows, window) = (40u32, 16u32);
+        let mut sent: HashMap<u8, Vec<Vec<u8>>> = HashMap::new();
+        let mut got: [HashMap<u8, Vec<Vec<u8>>>; 2] = [HashMap::new(), HashMap::new()];
+        for win in 0..windows {
+            for k in 0..window {
+                let seq = win * window + k;
+                let c = (seq % 8) as u8;
+                let p = payload(c, seq, 20 + (seq as usize * 37) % 1180);
+                clients[usize::from(c)].send_to(&p, node).unwrap();
+                sent.entry(c).or_default().push(p);
+            }
+            for (sink, got) in sinks.iter().zip(got.iter_mut()) {
+                for _ in 0..window {
+                    let (p, from) = recv(sink);
+                    assert_eq!(from, node, "egress leaves from the shared port");
+                    got.entry(p[0]).or_default().push(p);
+                }
+            }
+        }
+        // Per client (one worker each, by steering) order is kept, and so is every byte.
+        for g in &got {
+            assert_eq!(g, &sent, "{kind:?}");
+        }
+        let total = u64::from(windows * window);
+        eventually("every datagram counted", || {
+            let (rx, tx) = (0..2)
+                .map(|i| w.stats(i))
+                .fold((0, 0), |(r, t), s| (r + s.rx_packets, t + s.tx_packets));
+            (rx, tx) == (total, 2 * total)
+        });
+        for i in 0..2 {
+            let s = w.stats(i);
+            assert!(s.running);
+            assert_eq!(
+                (s.tx_errors, s.rx_errors, s.rx_truncated, s.tx_unroutable),
+                (0, 0, 0, 0)
+            );
+        }
+        let forwarded: u64 = finish(w).iter().map(NullForwarder::forwarded).sum();
+        assert_eq!(forwarded, 2 * total);
+    }
+}
+
+/// Hands every datagram to the next worker, which sends it to the sink with two bytes
+/// appended: the worker that received it and the one that sent it.
+struct Relay {
+    id: WorkerId,
+    workers: usize,
+    sink: SocketAddr,
+}
+
+impl PacketHandler for Relay {
+    type Command = ();
+    type Handoff = (u8, Bytes);
+
+    fn handle_datagram(
+        &mut self,
+        _: Micros,
+        _: SocketAddr,
+        buf: &mut [u8],
+        out: &mut Output<(u8, Bytes)>,
+    ) {
+        let to = (self.id + 1) % self.workers;
+        out.handoffs
+            .push((to, (self.id as u8, Bytes::copy_from_slice(buf))));
+    }
+
+    fn handle_handoff(&mut self, _: Micros, (from, p): (u8, Bytes), out: &mut Output<(u8, Bytes)>) {
+        out.egress.push(self.sink, |slot| {
+            slot[..p.len()].copy_from_slice(&p);
+            slot[p.len()] = from;
+            slot[p.len() + 1] = self.id as u8;
+            Some(p.len() + 2)
+        });
+    }
+
+    fn handle_command(&mut self, _: Micros, _: (), _: &mut Output<(u8, Bytes)>) {}
+    fn handle_timeout(&mut self, _: Micros, _: &mut Output<(u8, Bytes)>) {}
+    fn poll_timeout(&self) -> Option<Micros> {
+        None
+    }
+}
+
+/// Client sockets whose datagrams the node steers to `worker`.
+fn clients_for(worker: WorkerId, workers: usize, count: usize) -> Vec<UdpSocket> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        let s = udp("127.0.0.1:0");
+        if worker_for(s.local_addr().unwrap(), workers) == worker {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[test]
+fn handoff_crosses_workers_and_wakes_the_idle_one() {
+    for kind in kinds() {
+        let sink = udp("127.0.0.1:0");
+        let sink_addr = sink.local_addr().unwrap();
+        let w = Workers::start(config(kind, 2), |id, n| Relay {
+            id,
+            workers: n,
+            sink: sink_addr,
+        })
+        .unwrap();
+        let node = w.local_addr();
+        for receiver in [0usize, 1] {
+            // Only `receiver` gets datagrams; the other worker has no socket traffic and
+            // no timer, so it sends only if the handoff wakes it.
+            let clients = clients_for(receiver, 2, 4);
+            let before = w.stats(1 - receiver).wakeups;
+            for round in 0..50u32 {
+                let mut sent = Vec::new();
+                for (c, s) in clients.iter().enumerate() {
+                    let p = payload(c as u8, round, 100 + round as usize);
+                    s.send_to(&p, node).unwrap();
+                    sent.push(p);
+                }
+                let mut got: Vec<Vec<u8>> = (0..clients.len()).map(|_| recv(&sink).0).collect();
+                got.sort();
+                sent.sort();
+                for (g, s) in got.iter().zip(&sent) {
+                    assert_eq!(&g[..g.len() - 2], &s[..], "{kind:?}");
+                    assert_eq!(g[g.len() - 2..], [receiver as u8, 1 - receiver as u8]);
+                }
+            }
+            assert!(
+                w.stats(1 - receiver).wakeups > before,
+                "{kind:?}: woken by eventfd"
+            );
+        }
+        eventually("every handoff counted on both sides", || {
+            let (a, b) = (w.stats(0), w.stats(1));
+            a.handoffs_out == b.handoffs_in
+                && b.handoffs_out == a.handoffs_in
+                && a.handoffs_out + b.handoffs_out == 400
+        });
+        let (a, b) = (w.stats(0), w.stats(1));
+        assert_eq!(a.handoff_queue_full + b.handoff_queue_full, 0);
+        finish(w);
+    }
+}
+
+#[test]
+fn commands_reach_their_worker() {
+    for kind in kinds() {
+        let sink = udp("127.0.0.1:0");
+        let sink_addr = sink.local_addr().unwrap();
+        let w = Workers::start(config(kind, 2), |_, _| NullForwarder::new(vec![])).unwrap();
+        let node = w.local_addr();
+        for worker in 0..2 {
+            assert!(
+                w.command(worker, NullCommand::SetSinks(vec![sink_addr]))
+                    .is_ok()
+            );
+        }
+        assert!(w.command(2, NullCommand::SetSinks(vec![])).is_err());
+        for worker in 0..2 {
+            // Once counted, the command is applied before any datagram sent after this.
+            eventually("command handled", || w.stats(worker).commands == 1);
+        }
+        for worker in 0..2 {
+            let client = &clients_for(worker, 2, 1)[0];
+            client.send_to(b"after the command", node).unwrap();
+            assert_eq!(recv(&sink).0, b"after the command");
+        }
+        finish(w);
+    }
+}
+
+/// Sends `limit` numbered datagrams to the sink, one per timer expiry `period` apart.
+struct Ticker {
+    next: Option<Micros>,
+    period: Micros,
+    fired: u8,
+    limit: u8,
+    sink: SocketAddr,
+}
+
+impl PacketHandler for Ticker {
+    type Command = ();
+    type Handoff = ();
+    fn handle_datagram(&mut self, _: Micros, _: SocketAddr, _: &mut [u8], _: &mut Output<()>) {}
+    fn handle_handoff(&mut self, _: Micros, _: (), _: &mut Output<()>) {}
+    fn handle_command(&mut self, _: Micros, _: (), _: &mut Output<()>) {}
+    fn handle_timeout(&mut self, now: Micros, out: &mut Output<()>) {
+        assert!(self.next.is_some_and(|n| n <= now), "called only when due");
+        out.egress.push_copy(self.sink, &[self.fired]);
+        self.fired += 1;
+        self.next = (self.fired < self.limit).then_some(now + self.period);
+    }
+    fn poll_timeout(&self) -> Option<Micros> {
+        self.next
+    }
+}
+
+#[test]
+fn timers_fire_in_order_and_stop_when_the_handler_says() {
+    for kind in kinds() {
+        let sink = udp("127.0.0.1:0");
+        let sink_addr = sink.local_addr().unwrap();
+        let w = Workers::start(config(kind, 1), |_, _| Ticker {
+            next: Some(2_000),
+            period: 3_000,
+            fired: 0,
+            limit: 5,
+            sink: sink_addr,
+        })
+        .unwrap();
+        for i in 0..5u8 {
+            assert_eq!(recv(&sink).0, [i], "{kind:?}");
+        }
+        let h = finish(w);
+        assert_eq!(h[0].fired, 5);
+    }
+}
+
+#[test]
+fn gso_on_and_off_deliver_identical_datagrams() {
+    let run = |kind: DriverKind, gso: bool| {
+        let a = udp("127.0.0.1:0");
+        let b = udp("127.0.0.1:0");
+        let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        // Three equal copies to `a` per datagram (one GSO send), one to `b` in between.
+        let w = Workers::start(
+            DriverConfig {
+                gso,
+                ..config(kind, 1)
+            },
+            |_, _| NullForwarder::new(vec![aa, ba, aa, aa]),
+        )
+        .unwrap();
+        let client = udp("127.0.0.1:0");
+        let node = w.local_addr();
+        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+        for win in 0..20u32 {
+            for k in 0..8u32 {
+                let seq = win * 8 + k;
+                let len = [1200, 1200, 1200, 700, 64, 1][seq as usize % 6];
+                client.send_to(&payload(0, seq, len), node).unwrap();
+            }
+            got_a.extend((0..24).map(|_| recv(&a).0));
+            got_b.extend((0..8).map(|_| recv(&b).0));
+        }
+        eventually("sends counted", || w.stats(0).tx_packets == 640);
+        let s = w.stats(0);
+        assert_eq!(s.tx_errors, 0);
+        finish(w);
+        (got_a, got_b, s.gso_segments)
+    };
+    for kind in kinds() {
+        let (a0, b0, seg0) = run(kind, false);
+        let (a1, b1, seg1) = run(kind, true);
+        assert_eq!(seg0, 0);
+        assert!(seg1 >= 3 * 160, "{kind:?}: GSO used ({seg1} segments)");
+        assert_eq!(a0, a1, "{kind:?}");
+        assert_eq!(b0, b1, "{kind:?}");
+        assert_eq!(a0.len(), 480);
+    }
+}
+
+/// Answers each datagram with the id of the worker that received it.
+struct WhoAmI(WorkerId);
+
+impl PacketHandler for WhoAmI {
+    type Command = ();
+    type Handoff = ();
+    fn handle_datagram(&mut self, _: Micros, from: SocketAddr, _: &mut [u8], out: &mut Output<()>) {
+        out.egress.push_copy(from, &[self.0 as u8]);
+    }
+    fn handle_handoff(&mut self, _: Micros, _: (), _: &mut Output<()>) {}
+    fn handle_command(&mut self, _: Micros, _: (), _: &mut Output<()>) {}
+    fn handle_timeout(&mut self, _: Micros, _: &mut Output<()>) {}
+    fn poll_timeout(&self) -> Option<Micros> {
+        None
+    }
+}
+
+fn check_steering(kind: DriverKind, bind: &str, client_bind: &str, clients: usize) {
+    let workers = 4;
+    let w = Workers::start(
+        DriverConfig {
+            bind: bind.parse().unwrap(),
+            ..config(kind, workers)
+        },
+        |id, _| WhoAmI(id),
+    )
+    .unwrap();
+    let mut node = w.local_addr();
+    if node.ip().is_unspecified() {
+        node.set_ip(client_bind.parse::<SocketAddr>().unwrap().ip());
+    }
+    let mut hits = [0usize; 4];
+    for _ in 0..clients {
+        let c = udp(client_bind);
+        c.send_to(b"?", node).unwrap();
+        let (reply, _) = recv(&c);
+        let me = c.local_addr().unwrap();
+        assert_eq!(
+            usize::from(reply[0]),
+            w.worker_for(me),
+            "{kind:?} {bind}: {me} landed elsewhere"
+        );
+        hits[usize::from(reply[0])] += 1;
+    }
+    assert!(hits.iter().all(|&h| h > 0), "{kind:?} {bind}: {hits:?}");
+    finish(w);
+}
+
+#[test]
+fn steering_matches_worker_for() {
+    let v6 = UdpSocket::bind("[::1]:0").is_ok();
+    for kind in kinds() {
+        check_steering(kind, "127.0.0.1:0", "127.0.0.1:0", 64);
+        if v6 {
+            check_steering(kind, "[::1]:0", "[::1]:0", 48);
+            // A dual-stack node: IPv4 peers arrive v4-mapped, steered by the v4 rule.
+            check_steering(kind, "[::]:0", "127.0.0.1:0", 32);
+        } else {
+            eprintln!("no ::1 here; IPv6 steering not tested");
+        }
+    }
+}
+
+/// Sends every datagram to the links.
+struct Linker;
+
+impl PacketHandler for Linker {
+    type Command = ();
+    type Handoff = ();
+    fn handle_datagram(&mut self, _: Micros, _: SocketAddr, buf: &mut [u8], out: &mut Output<()>) {
+        out.links.push(LinkPacket {
+            node: 7,
+            track: 1,
+            layer: 0,
+            packet: Bytes::copy_from_slice(buf),
+        });
+    }
+    fn handle_handoff(&mut self, _: Micros, _: (), _: &mut Output<()>) {}
+    fn handle_command(&mut self, _: Micros, _: (), _: &mut Output<()>) {}
+    fn handle_timeout(&mut self, _: Micros, _: &mut Output<()>) {}
+    fn poll_timeout(&self) -> Option<Micros> {
+        None
+    }
+}
+
+#[test]
+fn link_packets_are_dropped_until_someone_listens() {
+    for kind in kinds() {
+        let w = Workers::start(config(kind, 1), |_, _| Linker).unwrap();
+        let client = udp("127.0.0.1:0");
+        client.send_to(b"early", w.local_addr()).unwrap();
+        eventually("early link packet dropped", || w.stats(0).link_drops == 1);
+        let links = w.links();
+        client.send_to(b"late", w.local_addr()).unwrap();
+        let p = links.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!((p.node, &p.packet[..]), (7, &b"late"[..]));
+        eventually("link packet counted", || w.stats(0).link_packets == 1);
+        assert_eq!(w.stats(0).link_drops, 1);
+        finish(w);
+    }
+}
+
+#[test]
+fn auto_reports_what_runs() {
+    let w = Workers::start(config(DriverKind::Auto, 1), |_, _| NullForwarder::default()).unwrap();
+    match probe_uring() {
+        Ok(()) => assert_eq!(w.kind().kind, DriverKind::Uring),
+        Err(why) => {
+            assert_eq!(w.kind().kind, DriverKind::Mmsg);
+            assert_eq!(w.kind().fallback_reason.as_deref(), Some(why.as_str()));
+        }
+    }
+    let tid = w.stats(0).tid;
+    assert!(thread_cpu_ns(tid).is_ok());
+    assert!(w.cpu_ns(0).is_ok());
+    finish(w);
+}
+
+/// Worker CPU per forwarded 1200-byte datagram for each send mode (run with
+/// `cargo test --release -p sluice-dataplane --test driver_io -- --ignored --nocapture`).
+#[test]
+#[ignore = "measurement, not a test"]
+fn measure_send_modes() {
+    let packets: u32 = std::env::var("PACKETS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
+    let mut modes = vec![
+        (DriverKind::Mmsg, false, false),
+        (DriverKind::Mmsg, true, false),
+    ];
+    if probe_uring().is_ok() {
+        modes.extend([
+            (DriverKind::Uring, false, false),
+            (DriverKind::Uring, false, true),
+            (DriverKind::Uring, true, false),
+            (DriverKind::Uring, true, true),
+        ]);
+    }
+    for (kind, gso, zerocopy) in modes {
+        let sink = udp("127.0.0.1:0");
+        let sink_addr = sink.local_addr().unwrap();
+        let w = Workers::start(
+            DriverConfig {
+                gso,
+                zerocopy,
+                batch: 64,
+                ..config(kind, 1)
+            },
+            |_, _| NullForwarder::new(vec![sink_addr]),
+        )
+        .unwrap();
+        let client = udp("127.0.0.1:0");
+        let node = w.local_addr();
+        let p = payload(1, 0, 1200);
+        let window = 64;
+        let cpu0 = w.cpu_ns(0).unwrap();
+        let mut buf = [0u8; 2048];
+        for _ in 0..packets / window {
+            for _ in 0..window {
+                client.send_to(&p, node).unwrap();
+            }
+            for _ in 0..window {
+                sink.recv(&mut buf).unwrap();
+            }
+        }
+        let cpu = w.cpu_ns(0).unwrap() - cpu0;
+        let s = w.stats(0);
+        println!(
+            "{kind:?} gso={gso} zerocopy={zerocopy}: {:.0} ns/packet worker CPU, {:.1} packets/loop, {} GSO sends",
+            cpu as f64 / f64::from(packets / window * window),
+            s.rx_packets as f64 / s.loops.max(1) as f64,
+            s.gso_sends
+        );
+        finish(w);
+    }
+}
