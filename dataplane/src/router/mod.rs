@@ -5,9 +5,12 @@
 //! rewritten and encrypted once per local subscriber; subscribers on other workers get
 //! the plaintext by reference (a `Bytes` handoff, one per worker), other nodes by link.
 //! Commands (sessions with their keys, tracks, subscriptions) arrive from the control
-//! plane; nothing here blocks, allocates per packet, or reads a clock.
+//! plane; nothing here blocks, allocates per packet, or reads a clock. RTCP the node
+//! originates (reports, congestion feedback) and the layer choice it drives live in
+//! `feedback/`.
 
 mod cache;
+mod feedback;
 mod keyframe;
 mod rtx;
 mod session;
@@ -15,6 +18,7 @@ mod stats;
 mod track;
 
 pub use cache::{CACHE_PACKET_MAX, CACHE_SLOTS};
+pub use feedback::FeedbackConfig;
 pub use keyframe::is_keyframe;
 pub use session::NO_LAYER;
 pub use stats::RouterStats;
@@ -26,6 +30,7 @@ use crate::rtcp::{RtcpPacket, RtcpWriter, parse_compound};
 use crate::rtp::{ExtensionIds, RtpPacket};
 use crate::srtp::{Profile, SrtpContext, SrtpError};
 use bytes::Bytes;
+use feedback::{SessionFeedback, SubscriptionFeedback, TwccReceiver, TwccSender};
 use session::{Session, Subscription};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -173,6 +178,8 @@ pub struct RouterConfig {
     pub tick: Micros,
     /// Buffers for cross-worker handoff.
     pub handoff_buffers: usize,
+    /// Reports, congestion feedback, estimates and layer choice.
+    pub feedback: FeedbackConfig,
 }
 
 impl Default for RouterConfig {
@@ -181,6 +188,7 @@ impl Default for RouterConfig {
             keyframe_request_interval: 500_000,
             tick: 50_000,
             handoff_buffers: 4096,
+            feedback: FeedbackConfig::default(),
         }
     }
 }
@@ -267,14 +275,22 @@ impl Router {
         };
         self.stats.rtp_in += 1;
         let (ssrc, payload_empty) = (hdr.ssrc(), hdr.payload().is_empty());
-        let rid = match hdr.has_extension() {
-            true => hdr.known_extensions(&sess.extensions).ok().and_then(|e| {
-                e.rid
-                    .map(|r| (r, false))
-                    .or(e.repaired_rid.map(|r| (r, true)))
-            }),
+        let (seq, rtp_ts) = (hdr.sequence_number(), hdr.timestamp());
+        let known = match hdr.has_extension() {
+            true => hdr.known_extensions(&sess.extensions).ok(),
             false => None,
         };
+        if let (Some(twcc), Some(tseq)) = (
+            sess.feedback.twcc_in.as_mut(),
+            known.and_then(|k| k.transport_cc),
+        ) {
+            twcc.on_packet(tseq, now, ssrc);
+        }
+        let rid = known.and_then(|e| {
+            e.rid
+                .map(|r| (r, false))
+                .or(e.repaired_rid.map(|r| (r, true)))
+        });
         let mut found = None;
         for &ti in &sess.publishes {
             if let Some((layer, rtx)) = self.tracks[ti].as_ref().and_then(|t| t.layer_of(ssrc)) {
@@ -304,11 +320,15 @@ impl Router {
         };
         let layer_state = &mut track.layers[usize::from(layer)];
         layer_state.last_packet_at = Some(now);
+        if !is_rtx {
+            layer_state
+                .recv
+                .on_packet(now, seq, rtp_ts, track.clock_rate);
+        }
         if payload_empty {
             // Padding-only: a bandwidth probe. Nothing to forward, but subscribers on this
             // layer must not see the hole it leaves in the numbering as loss.
             if !is_rtx {
-                let seq = u16::from_be_bytes([buf[2], buf[3]]);
                 for &sub_si in &track.subscribers {
                     if let Some(sub) = self.sessions[sub_si]
                         .as_mut()
@@ -338,6 +358,7 @@ impl Router {
         let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
         let keyframe = RtpPacket::parse(pkt).is_ok_and(|p| is_keyframe(track.codec, p.payload()));
         layer_state.cache.insert(seq, pkt);
+        layer_state.rate.add(now, len);
         self.fan_out(now, ti, layer, keyframe, pkt, out);
     }
 
@@ -371,6 +392,9 @@ impl Router {
         let Some(track) = tracks[ti].as_ref() else {
             return;
         };
+        let payload_len = RtpPacket::parse(pkt).map_or(0, |p| p.payload().len());
+        // Subscriber sessions mostly share one extension id: find the element once.
+        let mut twcc_cache: (u8, Option<usize>) = (0, None);
         for &si in &track.subscribers {
             let Some(sess) = sessions[si].as_mut() else {
                 continue;
@@ -379,6 +403,8 @@ impl Router {
                 subscriptions,
                 srtp_out,
                 remote,
+                extensions,
+                feedback,
                 ..
             } = sess;
             let Some(sub) = subscriptions.iter_mut().find(|s| s.track == ti) else {
@@ -391,7 +417,22 @@ impl Router {
                 sub.layer = layer;
                 stats.layer_switches += 1;
             }
-            forward(now, sub, srtp_out, *remote, pkt, None, out, stats);
+            let id = extensions.transport_cc;
+            let twcc_at = match id {
+                _ if id == 0 || feedback.twcc_out.is_none() => None,
+                _ if twcc_cache.0 == id => twcc_cache.1,
+                _ => {
+                    twcc_cache = (id, feedback::twcc_offset(pkt, id));
+                    twcc_cache.1
+                }
+            };
+            let o = Outgoing {
+                pkt,
+                payload_len,
+                twcc_at,
+                retransmit: None,
+            };
+            forward(now, sub, srtp_out, feedback, *remote, o, out, stats);
         }
         if track.home == *worker && !track.workers.is_empty() {
             let packet = pool.share(pkt);
@@ -455,6 +496,12 @@ impl Router {
                         self.on_keyframe_request(now, si, e.ssrc, out);
                     }
                 }
+                Ok(
+                    p @ (RtcpPacket::SenderReport(_)
+                    | RtcpPacket::ReceiverReport(_)
+                    | RtcpPacket::Remb(_)
+                    | RtcpPacket::TransportCc(_)),
+                ) => self.on_feedback_rtcp(now, si, &p),
                 Ok(_) => {}
                 Err(_) => {
                     self.stats.drop_malformed += 1;
@@ -483,6 +530,8 @@ impl Router {
             subscriptions,
             srtp_out,
             remote,
+            extensions,
+            feedback,
             ..
         }) = sessions[si].as_mut()
         else {
@@ -501,7 +550,16 @@ impl Router {
             });
             match cached {
                 Some(pkt) => {
-                    if forward(now, sub, srtp_out, *remote, pkt, Some(out_seq), out, stats) {
+                    let id = extensions.transport_cc;
+                    let o = Outgoing {
+                        pkt,
+                        payload_len: RtpPacket::parse(pkt).map_or(0, |p| p.payload().len()),
+                        twcc_at: (id != 0 && feedback.twcc_out.is_some())
+                            .then(|| feedback::twcc_offset(pkt, id))
+                            .flatten(),
+                        retransmit: Some(out_seq),
+                    };
+                    if forward(now, sub, srtp_out, feedback, *remote, o, out, stats) {
                         stats.retransmits += 1;
                     }
                 }
@@ -583,14 +641,15 @@ impl Router {
         }
     }
 
-    fn add_session(&mut self, config: &SessionConfig) {
+    fn add_session(&mut self, now: Micros, config: &SessionConfig) {
         if self.session_by_id.contains_key(&config.id) {
             self.remove_session(config.id, &mut None);
         }
-        let Ok(session) = Session::new(config) else {
+        let Ok(mut session) = Session::new(config) else {
             self.stats.drop_malformed += 1;
             return;
         };
+        session.feedback = SessionFeedback::new(now, &self.config.feedback);
         let si = match self.free_sessions.pop() {
             Some(i) => {
                 self.sessions[i] = Some(session);
@@ -671,6 +730,9 @@ impl Router {
         self.track_by_id.insert(config.id, ti);
         if let Some(s) = publisher.and_then(|p| self.sessions[p].as_mut()) {
             s.publishes.push(ti);
+            if s.extensions.transport_cc != 0 && s.feedback.twcc_in.is_none() {
+                s.feedback.twcc_in = Some(TwccReceiver::default());
+            }
         }
     }
 
@@ -724,7 +786,11 @@ impl Router {
             layer: NO_LAYER,
             target,
             pinned: c.pinned,
+            fb: SubscriptionFeedback::default(),
         });
+        if sess.extensions.transport_cc != 0 && sess.feedback.twcc_out.is_none() {
+            sess.feedback.twcc_out = Some(TwccSender::default());
+        }
         track.subscribers.push(si);
         if track.home != self.worker {
             out.handoffs.push((
@@ -778,6 +844,7 @@ impl Router {
             return;
         };
         sub.pinned = layer.is_some();
+        sub.fb.up_since = None;
         if let Some(l) = layer {
             sub.target = l.min(layers.saturating_sub(1) as u8);
             if sub.target != sub.layer {
@@ -810,23 +877,42 @@ impl Router {
     }
 }
 
-/// Copies, rewrites, encrypts and queues one packet for one subscriber. `retransmit`
-/// carries the sequence number a NACK asked for: the copy must map to exactly it, and
-/// goes out as RTX when the subscriber negotiated it. Returns whether a datagram was
+/// One packet on its way to a subscriber.
+#[derive(Debug, Clone, Copy)]
+struct Outgoing<'a> {
+    /// Plaintext, as the publisher sent it.
+    pkt: &'a [u8],
+    payload_len: usize,
+    /// Where the transport-wide sequence number lies, when the subscriber's session
+    /// gets our own numbering.
+    twcc_at: Option<usize>,
+    /// The sequence number a NACK asked for: the copy must map to exactly it, and goes
+    /// out as RTX when the subscriber negotiated it.
+    retransmit: Option<u16>,
+}
+
+/// Copies, rewrites, stamps, encrypts and queues one packet for one subscriber, and
+/// counts it for the sender reports and the estimate. Returns whether a datagram was
 /// queued.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     now: Micros,
     sub: &mut Subscription,
     srtp: &mut SrtpContext,
+    fb: &mut SessionFeedback,
     dest: SocketAddr,
-    pkt: &[u8],
-    retransmit: Option<u16>,
+    o: Outgoing<'_>,
     out: &mut Output<RouterHandoff>,
     stats: &mut RouterStats,
 ) -> bool {
+    let (pkt, retransmit) = (o.pkt, o.retransmit);
     let len = pkt.len();
     let mut stale = false;
+    let mut out_ts = 0;
+    let twcc_seq = o
+        .twcc_at
+        .and(fb.twcc_out.as_ref())
+        .map(TwccSender::next_seq);
     let queued = out.egress.push(dest, |slot| {
         // Room for RTX's two bytes and the SRTP tag.
         if len + 2 + 16 > SLOT_LEN {
@@ -834,7 +920,11 @@ fn forward(
         }
         slot[..len].copy_from_slice(pkt);
         match sub.rewriter.rewrite(now, &mut slot[..len]) {
-            Ok(Rewrite::Forward { seq, .. }) if retransmit.is_none_or(|want| want == seq) => {}
+            Ok(Rewrite::Forward { seq, timestamp })
+                if retransmit.is_none_or(|want| want == seq) =>
+            {
+                out_ts = timestamp;
+            }
             Ok(_) => {
                 stale = true;
                 return None;
@@ -842,6 +932,11 @@ fn forward(
             Err(_) => return None,
         }
         slot[1] = (slot[1] & 0x80) | sub.payload_type;
+        if let (Some(at), Some(tseq)) = (o.twcc_at, twcc_seq)
+            && let Some(field) = slot.get_mut(at..at + 2)
+        {
+            field.copy_from_slice(&tseq.to_be_bytes());
+        }
         let mut n = len;
         if retransmit.is_some()
             && let Some((ssrc, pt, seq)) = &mut sub.rtx
@@ -852,7 +947,16 @@ fn forward(
         srtp.protect_rtp(slot, n).ok()
     });
     match queued {
-        Some(_) => stats.rtp_out += 1,
+        Some(size) => {
+            stats.rtp_out += 1;
+            fb.on_sent(now, twcc_seq, size);
+            // A retransmission on the RTX SSRC is not the primary stream's to count.
+            match retransmit {
+                None => sub.fb.sent.on_sent(now, Some(out_ts), o.payload_len),
+                Some(_) if sub.rtx.is_none() => sub.fb.sent.on_sent(now, None, o.payload_len),
+                Some(_) => {}
+            }
+        }
         None if stale => stats.drop_stale += 1,
         None => stats.drop_egress += 1,
     }
@@ -897,6 +1001,7 @@ impl PacketHandler for Router {
                     l.cache
                         .insert(u16::from_be_bytes([packet[2], packet[3]]), &packet);
                     l.last_packet_at = Some(now);
+                    l.rate.add(now, packet.len());
                 }
                 self.fan_out(now, ti, layer, keyframe, &packet, out);
             }
@@ -927,7 +1032,7 @@ impl PacketHandler for Router {
 
     fn handle_command(&mut self, now: Micros, cmd: RouterCommand, out: &mut Output<RouterHandoff>) {
         match cmd {
-            RouterCommand::AddSession(c) => self.add_session(&c),
+            RouterCommand::AddSession(c) => self.add_session(now, &c),
             RouterCommand::RemoveSession(id) => self.remove_session(id, &mut Some(out)),
             RouterCommand::AddTrack(c) => self.add_track(&c),
             RouterCommand::RemoveTrack(id) => self.remove_track(id),
@@ -965,7 +1070,10 @@ impl PacketHandler for Router {
             return;
         }
         self.next_tick = now + self.config.tick;
+        // Targets first, so that a new one asks for its keyframe in this same tick.
+        self.choose_layers(now);
         self.chase_keyframes(now, out);
+        self.send_feedback(now, out);
     }
 
     fn poll_timeout(&self) -> Option<Micros> {

@@ -1,3 +1,4 @@
+use super::feedback::{SessionFeedback, SubscriptionFeedback};
 use super::{SessionConfig, TrackIdx};
 use crate::rewrite::RtpRewriter;
 use crate::rtp::ExtensionIds;
@@ -22,6 +23,7 @@ pub struct Subscription {
     pub target: u8,
     /// Fixed by command (tests, benchmarks); the estimate does not move it.
     pub pinned: bool,
+    pub fb: SubscriptionFeedback,
 }
 
 #[derive(Debug)]
@@ -34,6 +36,7 @@ pub struct Session {
     /// Tracks this session publishes.
     pub publishes: Vec<TrackIdx>,
     pub subscriptions: Vec<Subscription>,
+    pub feedback: SessionFeedback,
 }
 
 impl Session {
@@ -54,6 +57,7 @@ impl Session {
             rtcp_ssrc: config.rtcp_ssrc,
             publishes: Vec::new(),
             subscriptions: Vec::new(),
+            feedback: SessionFeedback::default(),
         })
     }
 

@@ -11,6 +11,11 @@ pub struct RouterStats {
     pub retransmits: u64,
     pub keyframe_requests: u64,
     pub layer_switches: u64,
+    /// Target layers moved by the bandwidth estimate.
+    pub target_changes: u64,
+    pub receiver_reports: u64,
+    pub sender_reports: u64,
+    pub twcc_feedback: u64,
     /// STUN and DTLS that reached the router without an ICE/DTLS handler attached.
     pub unhandled: u64,
     pub drop_unknown_session: u64,

@@ -1,4 +1,5 @@
 use super::cache::PacketCache;
+use super::feedback::{RateMeter, ReceiveStats};
 use super::{Codec, LayerConfig, Micros, SessionIdx, TrackConfig, TrackId};
 use crate::engine::WorkerId;
 
@@ -13,6 +14,10 @@ pub struct Layer {
     /// Last upstream keyframe request for this layer, for throttling.
     pub last_keyframe_request: Option<Micros>,
     pub last_packet_at: Option<Micros>,
+    /// Receiver statistics for our reports (home worker only).
+    pub recv: ReceiveStats,
+    /// Incoming media bitrate, for fitting layers to estimates.
+    pub rate: RateMeter,
 }
 
 #[derive(Debug)]
@@ -53,6 +58,8 @@ impl Track {
                     cache: PacketCache::default(),
                     last_keyframe_request: None,
                     last_packet_at: None,
+                    recv: ReceiveStats::default(),
+                    rate: RateMeter::default(),
                 })
                 .collect(),
             subscribers: Vec::new(),
