@@ -132,3 +132,6 @@ pub struct SubscriptionFeedback {
     /// Extended highest sequence number of the subscriber's last report block on us.
     pub rr_highest: Option<u32>,
 }
+
+#[cfg(test)]
+mod tests;
