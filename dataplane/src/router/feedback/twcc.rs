@@ -162,8 +162,7 @@ pub struct TwccSample {
     /// the span was too short to say.
     pub delivered: Option<u64>,
     pub packets: u32,
-    /// Newest receive report minus its send time, plus the oldest's send time: the
-    /// send-side span, for diagnostics.
+    /// Send-time span of the window's acknowledged packets (diagnostics).
     pub send_span: Micros,
 }
 
@@ -346,7 +345,8 @@ mod tests {
         .map(|(seq, delta)| TwccStatus { seq, delta });
         assert_eq!(fb.statuses().collect::<Vec<_>>(), want);
         assert!(!r.pending());
-        // Nothing new: nothing to write. Then the next one counts up.
+        // The next packet gets the next feedback, counted up; a straggler from the
+        // reported range stays reported lost.
         r.on_packet(6, t0 + 10_000, 0xfeed);
         r.on_packet(1, t0 + 10_000, 0xfeed); // too late, already reported lost
         let mut w = RtcpWriter::new(&mut buf);
