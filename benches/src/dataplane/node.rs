@@ -1,0 +1,263 @@
+//! The node under test: the dataplane driver's workers running either Sluice's router,
+//! with every publisher and subscriber installed through the bench session API (keys
+//! given directly, no ICE or DTLS), or the reference ([`SourceFanout`]).
+
+use super::payload::{CLOCK_RATE, EXTENSIONS, PAYLOAD_TYPE};
+use super::reference::{FanoutCommand, SourceFanout};
+use super::run::{Node, NodeCounters, Target, Topology};
+use sluice_dataplane::driver::{DriverConfig, DriverKind, WorkerStats, Workers};
+use sluice_dataplane::engine::PacketHandler;
+use sluice_dataplane::router::{
+    Codec, LayerConfig, Router, RouterCommand, RouterConfig, RouterStats, SessionConfig,
+    SubscribeConfig, TrackConfig,
+};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// How the node runs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub kind: DriverKind,
+    /// Pin the (single) worker to this CPU.
+    pub worker_cpu: Option<usize>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            kind: DriverKind::Auto,
+            worker_cpu: None,
+        }
+    }
+}
+
+/// A started node: the driver's workers and which handler they run.
+pub struct DriverNode<H: PacketHandler> {
+    workers: Workers<H>,
+    summarize: fn(&[H]) -> Vec<(String, u64)>,
+}
+
+impl<H: PacketHandler> std::fmt::Debug for DriverNode<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverNode")
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+fn driver_config(opts: &NodeOptions) -> DriverConfig {
+    DriverConfig {
+        bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        workers: 1,
+        pin_cores: opts.worker_cpu.map(|c| vec![c]),
+        kind: opts.kind,
+        ..DriverConfig::default()
+    }
+}
+
+fn all_stats<H: PacketHandler>(w: &Workers<H>) -> Vec<WorkerStats> {
+    (0..w.workers()).map(|i| w.stats(i)).collect()
+}
+
+impl<H: PacketHandler> Node for DriverNode<H> {
+    fn addr(&self) -> SocketAddr {
+        self.workers.local_addr()
+    }
+
+    fn worker_tids(&self) -> Vec<i32> {
+        all_stats(&self.workers).iter().map(|s| s.tid).collect()
+    }
+
+    fn driver(&self) -> String {
+        let a = self.workers.kind();
+        let name = match a.kind {
+            DriverKind::Uring => "io_uring",
+            DriverKind::Mmsg => "recvmmsg/sendmmsg",
+            DriverKind::Auto => "auto",
+        };
+        match &a.fallback_reason {
+            Some(why) => format!("{name} (io_uring unavailable: {why})"),
+            None => name.to_string(),
+        }
+    }
+
+    fn shutdown(self: Box<Self>) -> NodeCounters {
+        let stats = all_stats(&self.workers);
+        let mut c = NodeCounters {
+            rx_packets: stats.iter().map(|s| s.rx_packets).sum(),
+            tx_packets: stats.iter().map(|s| s.tx_packets).sum(),
+            drops: Vec::new(),
+            driver: vec![
+                ("loops".into(), stats.iter().map(|s| s.loops).sum()),
+                ("wakeups".into(), stats.iter().map(|s| s.wakeups).sum()),
+                ("timeouts".into(), stats.iter().map(|s| s.timeouts).sum()),
+                (
+                    "rx_no_buffers".into(),
+                    stats.iter().map(|s| s.rx_no_buffers).sum(),
+                ),
+                ("gso_sends".into(), stats.iter().map(|s| s.gso_sends).sum()),
+            ],
+        };
+        let driver_drops = [
+            ("rx_truncated", stats.iter().map(|s| s.rx_truncated).sum()),
+            ("rx_errors", stats.iter().map(|s| s.rx_errors).sum()),
+            ("tx_errors", stats.iter().map(|s| s.tx_errors).sum()),
+            ("tx_unroutable", stats.iter().map(|s| s.tx_unroutable).sum()),
+            (
+                "handoff_queue_full",
+                stats.iter().map(|s| s.handoff_queue_full).sum(),
+            ),
+        ];
+        c.drops.extend(
+            driver_drops
+                .into_iter()
+                .filter(|&(_, n)| n > 0)
+                .map(|(k, n)| (k.to_string(), n)),
+        );
+        let summarize = self.summarize;
+        if let Ok(handlers) = self.workers.shutdown() {
+            c.drops.extend(summarize(&handlers));
+        }
+        c
+    }
+}
+
+fn router_drops(routers: &[Router]) -> Vec<(String, u64)> {
+    let mut t = RouterStats::default();
+    for r in routers {
+        let s = r.stats();
+        t.drop_unknown_session += s.drop_unknown_session;
+        t.drop_srtp_auth += s.drop_srtp_auth;
+        t.drop_replay += s.drop_replay;
+        t.drop_malformed += s.drop_malformed;
+        t.drop_unknown_ssrc += s.drop_unknown_ssrc;
+        t.drop_stale += s.drop_stale;
+        t.drop_egress += s.drop_egress;
+    }
+    [
+        ("router_unknown_session", t.drop_unknown_session),
+        ("router_srtp_auth", t.drop_srtp_auth),
+        ("router_replay", t.drop_replay),
+        ("router_malformed", t.drop_malformed),
+        ("router_unknown_ssrc", t.drop_unknown_ssrc),
+        ("router_stale", t.drop_stale),
+        ("router_egress", t.drop_egress),
+    ]
+    .into_iter()
+    .filter(|&(_, n)| n > 0)
+    .map(|(k, n)| (k.to_string(), n))
+    .collect()
+}
+
+fn fanout_drops(handlers: &[SourceFanout]) -> Vec<(String, u64)> {
+    let n: u64 = handlers.iter().map(SourceFanout::unrouted).sum();
+    if n > 0 {
+        vec![("reference_unrouted".to_string(), n)]
+    } else {
+        Vec::new()
+    }
+}
+
+fn command<H: PacketHandler>(w: &Workers<H>, worker: usize, cmd: H::Command) -> io::Result<()> {
+    w.command(worker, cmd)
+        .map_err(|_| io::Error::other(format!("worker {worker} is gone")))
+}
+
+/// Starts a node for `topology`: its workers, then every session, track and
+/// subscription (or, for the reference, every route). Commands reach the workers
+/// asynchronously; the run primes with keyframes until every sink hears its publisher.
+pub fn start(topology: &Topology, opts: &NodeOptions) -> io::Result<Box<dyn Node>> {
+    let cfg = driver_config(opts);
+    match topology.target {
+        Target::Reference => {
+            let workers = Workers::start(cfg, |_, _| SourceFanout::new())?;
+            for (i, p) in topology.publishers.iter().enumerate() {
+                let sinks = topology
+                    .sinks
+                    .iter()
+                    .filter(|s| s.publisher == i)
+                    .map(|s| s.addr)
+                    .collect();
+                let w = workers.worker_for(p.addr);
+                command(
+                    &workers,
+                    w,
+                    FanoutCommand::Route {
+                        from: p.addr,
+                        sinks,
+                    },
+                )?;
+            }
+            Ok(Box::new(DriverNode {
+                workers,
+                summarize: fanout_drops,
+            }))
+        }
+        Target::Router => {
+            let workers = Workers::start(cfg, |id, _| Router::new(id, RouterConfig::default()))?;
+            let n = workers.workers();
+            let session = |id: u64, remote, keys: &super::run::PeerKeys| {
+                RouterCommand::AddSession(Box::new(SessionConfig {
+                    id,
+                    remote,
+                    inbound: keys.to_node.clone(),
+                    outbound: keys.from_node.clone(),
+                    extensions: EXTENSIONS,
+                    rtcp_ssrc: 0x5155_1ce0 ^ id as u32,
+                }))
+            };
+            // Session ids: publishers 1..=P, sinks after them; track i+1 is publisher i's.
+            let pubs = topology.publishers.len() as u64;
+            for (i, p) in topology.publishers.iter().enumerate() {
+                let w = workers.worker_for(p.addr);
+                command(&workers, w, session(i as u64 + 1, p.addr, &p.keys))?;
+            }
+            for (i, s) in topology.sinks.iter().enumerate() {
+                let w = workers.worker_for(s.addr);
+                command(&workers, w, session(pubs + 1 + i as u64, s.addr, &s.keys))?;
+            }
+            for (i, p) in topology.publishers.iter().enumerate() {
+                let track = TrackConfig {
+                    id: i as u64 + 1,
+                    publisher: i as u64 + 1,
+                    home: workers.worker_for(p.addr),
+                    codec: Codec::Vp8,
+                    clock_rate: CLOCK_RATE,
+                    payload_type: PAYLOAD_TYPE,
+                    rtx_payload_type: None,
+                    layers: vec![LayerConfig {
+                        ssrc: Some(p.ssrc),
+                        rtx_ssrc: None,
+                        rid: None,
+                    }],
+                };
+                for w in 0..n {
+                    command(
+                        &workers,
+                        w,
+                        RouterCommand::AddTrack(Box::new(track.clone())),
+                    )?;
+                }
+            }
+            for (i, s) in topology.sinks.iter().enumerate() {
+                let w = workers.worker_for(s.addr);
+                let sub = SubscribeConfig {
+                    session: pubs + 1 + i as u64,
+                    track: s.publisher as u64 + 1,
+                    ssrc: s.ssrc,
+                    payload_type: PAYLOAD_TYPE,
+                    rtx: None,
+                    initial_seq: s.initial_seq,
+                    initial_ts: s.initial_ts,
+                    layer: 0,
+                    pinned: true,
+                };
+                command(&workers, w, RouterCommand::Subscribe(sub))?;
+            }
+            Ok(Box::new(DriverNode {
+                workers,
+                summarize: router_drops,
+            }))
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The configuration matrix: packet sizes × fan-outs × load shapes, each run through
+//! the reference and then the router with the same generator, sinks, shape and rate.
+
+use super::generator::Shape;
+use super::report::ConfigReport;
+use super::run::{Node, RunConfig, Target, Topology, publishers_for, run};
+use sluice_dataplane::srtp::Profile;
+use std::io;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct SuiteConfig {
+    pub profile: Profile,
+    pub sizes: Vec<usize>,
+    pub fanouts: Vec<usize>,
+    pub shapes: Vec<Shape>,
+    /// Egress packets per second to offer at each fan-out (`None`: the default for it).
+    pub egress_pps: Option<f64>,
+    pub frame_packets: u32,
+    pub warmup: Duration,
+    pub window: Duration,
+    pub verify_every: u32,
+    pub load_cpu: Option<usize>,
+    pub worker_cpu: Option<usize>,
+    /// Runs a configuration's pair again (up to this many times) when another process
+    /// disturbed either run.
+    pub retries: u32,
+    pub seed: u64,
+}
+
+impl SuiteConfig {
+    /// The full matrix; `quick` shortens each run.
+    pub fn standard(quick: bool) -> Self {
+        Self {
+            profile: Profile::AeadAes128Gcm,
+            sizes: vec![1200, 160],
+            fanouts: vec![1, 4, 16],
+            shapes: vec![Shape::Batch, Shape::Paced],
+            egress_pps: None,
+            frame_packets: 16,
+            warmup: Duration::from_millis(if quick { 300 } else { 1000 }),
+            window: Duration::from_millis(if quick { 1000 } else { 3000 }),
+            verify_every: 16,
+            load_cpu: None,
+            worker_cpu: None,
+            retries: 2,
+            seed: 1,
+        }
+    }
+
+    /// The egress rate offered at `fanout`: below saturation of one worker core, and
+    /// within what one generator core can send and receive (at fan-out 1 every egress
+    /// packet is also an ingress packet the generator encrypts and sends).
+    pub fn egress_for(&self, fanout: usize) -> f64 {
+        self.egress_pps
+            .unwrap_or(if fanout <= 1 { 100_000.0 } else { 200_000.0 })
+    }
+}
+
+/// Runs every configuration; `progress` hears about each finished row.
+pub fn run_suite(
+    cfg: &SuiteConfig,
+    start_node: &dyn Fn(&Topology) -> io::Result<Box<dyn Node>>,
+    progress: &mut dyn FnMut(&ConfigReport),
+) -> io::Result<Vec<ConfigReport>> {
+    let mut rows = Vec::new();
+    for &size in &cfg.sizes {
+        for &fanout in &cfg.fanouts {
+            for &shape in &cfg.shapes {
+                let ingress = cfg.egress_for(fanout) / fanout.max(1) as f64;
+                let publishers = publishers_for(ingress, cfg.frame_packets);
+                let mut rc = RunConfig {
+                    target: Target::Reference,
+                    profile: cfg.profile,
+                    packet_size: size,
+                    fanout,
+                    publishers,
+                    shape,
+                    frame_packets: cfg.frame_packets,
+                    ingress_pps: ingress,
+                    warmup: cfg.warmup,
+                    window: cfg.window,
+                    verify_every: cfg.verify_every,
+                    load_cpu: cfg.load_cpu,
+                    worker_cpu: cfg.worker_cpu,
+                    seed: cfg.seed,
+                };
+                let mut attempt = 0;
+                let row = loop {
+                    rc.target = Target::Reference;
+                    let reference = run(&rc, start_node)?;
+                    rc.target = Target::Router;
+                    let router = run(&rc, start_node)?;
+                    let disturbed = reference.disturbed.is_some() || router.disturbed.is_some();
+                    if !disturbed || attempt >= cfg.retries {
+                        let mut row = ConfigReport::new(
+                            size, fanout, shape, publishers, ingress, router, reference,
+                        );
+                        row.attempts = attempt + 1;
+                        break row;
+                    }
+                    attempt += 1;
+                };
+                progress(&row);
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}
