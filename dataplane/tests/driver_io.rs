@@ -92,20 +92,54 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("still not true after ~10 s: {what}");
 }
 
-/// Stops the node and checks that it left nothing behind: every worker thread gone, and
-/// the port free for a socket without SO_REUSEPORT.
+/// This network namespace's UDP sockets: (local port, inode).
+fn udp_sockets() -> Vec<(u16, u64)> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            let inode = f.get(9).and_then(|i| i.parse::<u64>().ok());
+            if let (Some(port), Some(inode)) = (port, inode) {
+                out.push((port, inode));
+            }
+        }
+    }
+    out
+}
+
+/// Stops the node and checks that it left nothing behind: every worker thread gone and
+/// every worker socket closed when `shutdown` returns. (Sockets are followed by inode,
+/// not by binding the port again: a parallel test's ephemeral bind may take the port the
+/// moment it is free.)
 fn finish<H: PacketHandler>(w: Workers<H>) -> Vec<H> {
-    let addr = w.local_addr();
+    let port = w.local_addr().port();
+    let ours: Vec<u64> = udp_sockets()
+        .into_iter()
+        .filter(|&(p, _)| p == port)
+        .map(|(_, inode)| inode)
+        .collect();
+    assert_eq!(ours.len(), w.workers(), "one socket per worker on the port");
     let tids: Vec<i32> = (0..w.workers()).map(|i| w.stats(i).tid).collect();
     assert!(tids.iter().all(|&t| t > 0));
     let handlers = w.shutdown().expect("no worker panicked");
+    let open: Vec<(u16, u64)> = udp_sockets()
+        .into_iter()
+        .filter(|(_, inode)| ours.contains(inode))
+        .collect();
+    assert!(open.is_empty(), "worker sockets still open: {open:?}");
     for tid in tids {
         // Joined threads finished their code; the kernel reaps the task a moment later.
         eventually(&format!("worker thread {tid} gone"), || {
             !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
         });
     }
-    UdpSocket::bind(addr).expect("every worker socket closed");
     handlers
 }
 
@@ -340,8 +374,8 @@ fn timers_fire_in_order_and_stop_when_the_handler_says() {
 }
 
 #[test]
-fn gso_on_and_off_deliver_identical_datagrams() {
-    let run = |kind: DriverKind, gso: bool| {
+fn gso_and_zerocopy_on_and_off_deliver_identical_datagrams() {
+    let run = |kind: DriverKind, gso: bool, zerocopy: bool| {
         let a = udp("127.0.0.1:0");
         let b = udp("127.0.0.1:0");
         let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
@@ -349,6 +383,7 @@ fn gso_on_and_off_deliver_identical_datagrams() {
         let w = Workers::start(
             DriverConfig {
                 gso,
+                zerocopy,
                 ..config(kind, 1)
             },
             |_, _| NullForwarder::new(vec![aa, ba, aa, aa]),
@@ -357,14 +392,14 @@ fn gso_on_and_off_deliver_identical_datagrams() {
         let client = udp("127.0.0.1:0");
         let node = w.local_addr();
         let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
-        for win in 0..20u32 {
-            for k in 0..8u32 {
-                let seq = win * 8 + k;
+        for win in 0..10u32 {
+            for k in 0..16u32 {
+                let seq = win * 16 + k;
                 let len = [1200, 1200, 1200, 700, 64, 1][seq as usize % 6];
                 client.send_to(&payload(0, seq, len), node).unwrap();
             }
-            got_a.extend((0..24).map(|_| recv(&a).0));
-            got_b.extend((0..8).map(|_| recv(&b).0));
+            got_a.extend((0..48).map(|_| recv(&a).0));
+            got_b.extend((0..16).map(|_| recv(&b).0));
         }
         eventually("sends counted", || w.stats(0).tx_packets == 640);
         let s = w.stats(0);
@@ -373,13 +408,26 @@ fn gso_on_and_off_deliver_identical_datagrams() {
         (got_a, got_b, s.gso_segments)
     };
     for kind in kinds() {
-        let (a0, b0, seg0) = run(kind, false);
-        let (a1, b1, seg1) = run(kind, true);
+        let (a0, b0, seg0) = run(kind, false, false);
         assert_eq!(seg0, 0);
-        assert!(seg1 >= 3 * 160, "{kind:?}: GSO used ({seg1} segments)");
-        assert_eq!(a0, a1, "{kind:?}");
-        assert_eq!(b0, b1, "{kind:?}");
         assert_eq!(a0.len(), 480);
+        // Zerocopy is an io_uring option (and caps GSO sends at 8 segments).
+        let zc = if kind == DriverKind::Uring {
+            &[false, true][..]
+        } else {
+            &[false][..]
+        };
+        for &zerocopy in zc {
+            for gso in [false, true] {
+                let (a1, b1, seg1) = run(kind, gso, zerocopy);
+                let what = format!("{kind:?} gso={gso} zerocopy={zerocopy}");
+                if gso {
+                    assert!(seg1 >= 3 * 160, "{what}: GSO used ({seg1} segments)");
+                }
+                assert_eq!(a0, a1, "{what}");
+                assert_eq!(b0, b1, "{what}");
+            }
+        }
     }
 }
 
@@ -501,15 +549,24 @@ fn auto_reports_what_runs() {
     finish(w);
 }
 
-/// Worker CPU per forwarded 1200-byte datagram for each send mode (run with
-/// `cargo test --release -p sluice-dataplane --test driver_io -- --ignored --nocapture`).
+/// Worker CPU per forwarded 1200-byte datagram for each send mode. Knobs: `PACKETS`
+/// (ingress datagrams, default 200000), `WINDOW` (sent back to back before the sinks
+/// drain them, default 256), `FANOUT` (distinct sinks per datagram, default 1). Run with
+/// `cargo test --release -p sluice-dataplane --test driver_io -- --ignored --nocapture`.
 #[test]
 #[ignore = "measurement, not a test"]
 fn measure_send_modes() {
-    let packets: u32 = std::env::var("PACKETS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+    let knob = |name: &str, default: u32| -> u32 {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (packets, window, fanout) = (
+        knob("PACKETS", 200_000),
+        knob("WINDOW", 256),
+        knob("FANOUT", 1) as usize,
+    );
     let mut modes = vec![
         (DriverKind::Mmsg, false, false),
         (DriverKind::Mmsg, true, false),
@@ -522,40 +579,54 @@ fn measure_send_modes() {
             (DriverKind::Uring, true, true),
         ]);
     }
+    let only = std::env::var("ONLY").unwrap_or_default();
+    println!("{packets} x 1200 B, window {window}, fan-out {fanout}");
     for (kind, gso, zerocopy) in modes {
-        let sink = udp("127.0.0.1:0");
-        let sink_addr = sink.local_addr().unwrap();
+        let name = format!("{kind:?} gso={gso} zerocopy={zerocopy}");
+        if !name.contains(&only) {
+            continue;
+        }
+        let sinks: Vec<UdpSocket> = (0..fanout).map(|_| udp("127.0.0.1:0")).collect();
+        let addrs: Vec<SocketAddr> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
         let w = Workers::start(
             DriverConfig {
                 gso,
                 zerocopy,
                 batch: 64,
+                socket_buffer: 16 << 20,
+                egress_capacity: 64 * fanout,
                 ..config(kind, 1)
             },
-            |_, _| NullForwarder::new(vec![sink_addr]),
+            |_, _| NullForwarder::new(addrs.clone()),
         )
         .unwrap();
         let client = udp("127.0.0.1:0");
         let node = w.local_addr();
         let p = payload(1, 0, 1200);
-        let window = 64;
         let cpu0 = w.cpu_ns(0).unwrap();
         let mut buf = [0u8; 2048];
-        for _ in 0..packets / window {
+        let rounds = packets / window;
+        for _ in 0..rounds {
             for _ in 0..window {
                 client.send_to(&p, node).unwrap();
             }
-            for _ in 0..window {
-                sink.recv(&mut buf).unwrap();
+            for sink in &sinks {
+                for _ in 0..window {
+                    if let Err(e) = sink.recv(&mut buf) {
+                        panic!("{kind:?} gso={gso} zc={zerocopy}: {e}; {:?}", w.stats(0));
+                    }
+                }
             }
         }
         let cpu = w.cpu_ns(0).unwrap() - cpu0;
         let s = w.stats(0);
+        let forwarded = f64::from(rounds * window) * fanout as f64;
         println!(
-            "{kind:?} gso={gso} zerocopy={zerocopy}: {:.0} ns/packet worker CPU, {:.1} packets/loop, {} GSO sends",
-            cpu as f64 / f64::from(packets / window * window),
+            "{name}: {:.0} ns worker CPU per forwarded datagram, \
+             {:.1} received per turn, {:.1} datagrams per GSO send",
+            cpu as f64 / forwarded,
             s.rx_packets as f64 / s.loops.max(1) as f64,
-            s.gso_sends
+            s.gso_segments as f64 / s.gso_sends.max(1) as f64,
         );
         finish(w);
     }

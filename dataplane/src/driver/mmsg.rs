@@ -5,7 +5,7 @@
 //! The socket stays blocking (receives pass MSG_DONTWAIT); a send into a full socket
 //! buffer waits for room exactly as an io_uring SendMsg would.
 
-use super::batch::SendBatch;
+use super::batch::{MAX_SEGMENTS, SendBatch};
 use super::config::DriverConfig;
 use super::core::Core;
 use super::sockaddr::{self, NAME_LEN, RawAddr};
@@ -37,7 +37,7 @@ impl MmsgIo {
             names: vec![RawAddr::default(); batch],
             // SAFETY: all-zero is a valid mmsghdr.
             msgs: vec![unsafe { std::mem::zeroed() }; batch],
-            send: SendBatch::new(v6_socket, cfg.gso, cfg.egress_capacity),
+            send: SendBatch::new(v6_socket, cfg.gso, MAX_SEGMENTS, cfg.egress_capacity),
             batch,
         };
         for i in 0..batch {

@@ -33,5 +33,4 @@ pub use config::{DriverConfig, DriverKind, OnWorkerStart};
 pub use probe::probe_uring;
 pub use stats::{WorkerStats, current_thread_cpu_ns, thread_cpu_ns};
 pub use steer::worker_for;
-pub use uring::ZC_MEASUREMENT;
 pub use workers::{ActiveDriver, Workers};
