@@ -55,8 +55,9 @@ fn check(r: &RunResult) {
         assert!(r.load.generator.feedback.keyframe_requests > 0, "{what}");
     }
     assert!(r.worker_cpu_ns > 0, "{what}: no worker CPU time read");
+    // Counters over the window: the node received and sent during it.
     assert!(
-        r.node.rx_packets > 0 && r.node.tx_packets >= r.received,
+        r.node.rx_packets > 0 && r.node.tx_packets > 0,
         "{what}: {:?}",
         r.node
     );

@@ -21,7 +21,8 @@ use std::time::Duration;
 const USAGE: &str = "usage: dataplane-bench [--json FILE] [--quick] [--profile gcm|cm]
     [--sizes 1200,160] [--fanouts 1,4,16] [--shapes batch,paced] [--egress-kpps N]
     [--warmup-ms N] [--window-ms N] [--verify-every N] [--frame-packets N]
-    [--driver auto|uring|mmsg] [--worker-cpu N] [--load-cpu N] [--retries N] [--seed N]";
+    [--driver auto|uring|mmsg] [--router-feedback on|off] [--worker-cpu N] [--load-cpu N] [--retries N]
+    [--quiet-wait-s N] [--seed N]";
 
 struct Args {
     json: Option<String>,
@@ -47,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
     let mut node = NodeOptions {
         kind: DriverKind::Auto,
         worker_cpu: pinned.then_some(0),
+        router_feedback: true,
     };
     let mut json = None;
     let mut it = argv.into_iter();
@@ -82,7 +84,15 @@ fn parse_args() -> Result<Args, String> {
             "--frame-packets" => suite.frame_packets = num(val()?)?.max(1) as u32,
             "--seed" => suite.seed = num(val()?)?,
             "--worker-cpu" => node.worker_cpu = Some(num(val()?)? as usize),
+            "--router-feedback" => {
+                node.router_feedback = match val()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    v => return Err(format!("--router-feedback takes on or off, not {v}")),
+                }
+            }
             "--retries" => suite.retries = num(val()?)? as u32,
+            "--quiet-wait-s" => suite.quiet_wait = Duration::from_secs(num(val()?)?),
             "--load-cpu" => suite.load_cpu = Some(num(val()?)? as usize),
             "--driver" => {
                 node.kind = match val()?.as_str() {
@@ -144,6 +154,14 @@ fn main() -> ExitCode {
         sluice_bench::dataplane::payload::FRAME_RATE,
     );
     println!(
+        "router: VP8 track per publisher, subscriptions pinned to its one layer, RTCP feedback {}",
+        if node.router_feedback {
+            "on (reports, TWCC feedback, REMB at their default intervals)"
+        } else {
+            "off"
+        }
+    );
+    println!(
         "sinks check every packet's RTP sequence; they decrypt and verify (checksum, publisher sequence, latency) only 1 in {} packets",
         suite.verify_every
     );
@@ -168,6 +186,12 @@ fn main() -> ExitCode {
             r.latency_p50_us.map_or("-".into(), |v| format!("{v:.0}")),
             r.latency_p99_us.map_or("-".into(), |v| format!("{v:.0}")),
         );
+        if r.waited_for_quiet_s >= 1.0 {
+            println!(
+                "    (waited {:.0} s for other work to leave the cores)",
+                r.waited_for_quiet_s
+            );
+        }
         if r.attempts > 1 {
             println!(
                 "    (run {} times: other work disturbed the earlier pairs)",
@@ -214,6 +238,7 @@ rloss, rp50, rp99: reference; load: generator-and-sinks thread busy share, worse
             "profile": profile_name(suite.profile),
             "driver": driver,
             "workers": 1,
+            "router_feedback": node.router_feedback,
             "worker_cpu": node.worker_cpu,
             "load_cpu": suite.load_cpu,
             "cpus": available_cpus(),

@@ -93,6 +93,29 @@ pub fn cpu_busy_ns(cpu: usize) -> Option<u64> {
     Some(busy * 1_000_000_000 / hz)
 }
 
+/// Waits (up to `limit`) until each of `cpus` is less than `max_busy` busy over a
+/// 250 ms sample, so a measurement does not start while other work runs there. Returns
+/// how long it waited and whether the cores were quiet in the end.
+pub fn wait_for_quiet(cpus: &[usize], max_busy: f64, limit: std::time::Duration) -> (f64, bool) {
+    let start = std::time::Instant::now();
+    let sample = std::time::Duration::from_millis(250);
+    loop {
+        let before: Vec<Option<u64>> = cpus.iter().map(|&c| cpu_busy_ns(c)).collect();
+        std::thread::sleep(sample);
+        let quiet = cpus
+            .iter()
+            .zip(&before)
+            .all(|(&c, b)| match (b, cpu_busy_ns(c)) {
+                (Some(b), Some(a)) => ((a - b) as f64) < max_busy * sample.as_nanos() as f64,
+                _ => true,
+            });
+        let waited = start.elapsed();
+        if quiet || waited >= limit {
+            return (waited.saturating_sub(sample).as_secs_f64(), quiet);
+        }
+    }
+}
+
 /// Pins the calling thread to one CPU.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes inside it.

@@ -20,6 +20,9 @@ pub struct NodeOptions {
     pub kind: DriverKind,
     /// Pin the (single) worker to this CPU.
     pub worker_cpu: Option<usize>,
+    /// The router's RTCP (reports, transport-wide CC feedback, REMB) on its default
+    /// intervals; off, it only forwards (to tell the two costs apart).
+    pub router_feedback: bool,
 }
 
 impl Default for NodeOptions {
@@ -27,6 +30,7 @@ impl Default for NodeOptions {
         Self {
             kind: DriverKind::Auto,
             worker_cpu: None,
+            router_feedback: true,
         }
     }
 }
@@ -81,44 +85,39 @@ impl<H: PacketHandler> Node for DriverNode<H> {
         }
     }
 
-    fn shutdown(self: Box<Self>) -> NodeCounters {
+    fn counters(&self) -> NodeCounters {
         let stats = all_stats(&self.workers);
-        let mut c = NodeCounters {
-            rx_packets: stats.iter().map(|s| s.rx_packets).sum(),
-            tx_packets: stats.iter().map(|s| s.tx_packets).sum(),
-            drops: Vec::new(),
-            driver: vec![
-                ("loops".into(), stats.iter().map(|s| s.loops).sum()),
-                ("wakeups".into(), stats.iter().map(|s| s.wakeups).sum()),
-                ("timeouts".into(), stats.iter().map(|s| s.timeouts).sum()),
-                (
-                    "rx_no_buffers".into(),
-                    stats.iter().map(|s| s.rx_no_buffers).sum(),
-                ),
-                ("gso_sends".into(), stats.iter().map(|s| s.gso_sends).sum()),
-            ],
-        };
-        let driver_drops = [
-            ("rx_truncated", stats.iter().map(|s| s.rx_truncated).sum()),
-            ("rx_errors", stats.iter().map(|s| s.rx_errors).sum()),
-            ("tx_errors", stats.iter().map(|s| s.tx_errors).sum()),
-            ("tx_unroutable", stats.iter().map(|s| s.tx_unroutable).sum()),
-            (
-                "handoff_queue_full",
-                stats.iter().map(|s| s.handoff_queue_full).sum(),
-            ),
-        ];
-        c.drops.extend(
-            driver_drops
-                .into_iter()
-                .filter(|&(_, n)| n > 0)
-                .map(|(k, n)| (k.to_string(), n)),
-        );
+        let sum = |f: fn(&WorkerStats) -> u64| stats.iter().map(f).sum();
+        NodeCounters {
+            rx_packets: sum(|s| s.rx_packets),
+            tx_packets: sum(|s| s.tx_packets),
+            loops: sum(|s| s.loops),
+            wakeups: sum(|s| s.wakeups),
+            timeouts: sum(|s| s.timeouts),
+            rx_no_buffers: sum(|s| s.rx_no_buffers),
+            gso_sends: sum(|s| s.gso_sends),
+        }
+    }
+
+    fn shutdown(self: Box<Self>) -> Vec<(String, u64)> {
+        let stats = all_stats(&self.workers);
+        let sum = |f: fn(&WorkerStats) -> u64| stats.iter().map(f).sum::<u64>();
+        let mut drops: Vec<(String, u64)> = [
+            ("rx_truncated", sum(|s| s.rx_truncated)),
+            ("rx_errors", sum(|s| s.rx_errors)),
+            ("tx_errors", sum(|s| s.tx_errors)),
+            ("tx_unroutable", sum(|s| s.tx_unroutable)),
+            ("handoff_queue_full", sum(|s| s.handoff_queue_full)),
+        ]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
         let summarize = self.summarize;
         if let Ok(handlers) = self.workers.shutdown() {
-            c.drops.extend(summarize(&handlers));
+            drops.extend(summarize(&handlers));
         }
-        c
+        drops
     }
 }
 
@@ -194,7 +193,13 @@ pub fn start(topology: &Topology, opts: &NodeOptions) -> io::Result<Box<dyn Node
             }))
         }
         Target::Router => {
-            let workers = Workers::start(cfg, |id, _| Router::new(id, RouterConfig::default()))?;
+            let mut config = RouterConfig::default();
+            if !opts.router_feedback {
+                // Never due: no reports, no TWCC feedback (and so no REMB either).
+                config.feedback.report_interval = u64::MAX / 4;
+                config.feedback.twcc_interval = u64::MAX / 4;
+            }
+            let workers = Workers::start(cfg, |id, _| Router::new(id, config.clone()))?;
             let n = workers.workers();
             let session = |id: u64, remote, keys: &super::run::PeerKeys| {
                 RouterCommand::AddSession(Box::new(SessionConfig {

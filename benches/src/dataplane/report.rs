@@ -47,6 +47,8 @@ pub struct ConfigReport {
     pub reference_load_busy_fraction: f64,
     /// Runs of this pair (a disturbed pair is run again, see `SuiteConfig::retries`).
     pub attempts: u32,
+    /// Time spent waiting for other processes to leave the cores before the runs.
+    pub waited_for_quiet_s: f64,
     pub warnings: Vec<String>,
     /// Sequence or verification errors: a correctness failure, not a slow run.
     pub errors: Vec<String>,
@@ -157,6 +159,7 @@ impl ConfigReport {
             load_busy_ns_per_egress_packet: round1(router.load.busy_ns_per_egress_packet),
             reference_load_busy_fraction: round3(reference.load.busy_fraction),
             attempts: 1,
+            waited_for_quiet_s: 0.0,
             warnings,
             errors,
             router,

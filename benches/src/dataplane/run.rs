@@ -82,15 +82,33 @@ pub struct Topology {
     pub sinks: Vec<SinkPeer>,
 }
 
-/// A node's own counters over a run, where it has them.
-#[derive(Debug, Default, Clone, Serialize)]
+/// The node's driver counters (summed over workers): what was received and sent, and
+/// what explains the cost per packet — loop turns (packets per turn is the batching),
+/// wake-ups, timer runs, an empty receive-buffer ring.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct NodeCounters {
     pub rx_packets: u64,
     pub tx_packets: u64,
-    /// Datagrams the node handled but did not forward, by reason (router drop counters).
-    pub drops: Vec<(String, u64)>,
-    /// Driver counters that explain the cost: loop turns, wake-ups, empty buffer ring.
-    pub driver: Vec<(String, u64)>,
+    pub loops: u64,
+    pub wakeups: u64,
+    pub timeouts: u64,
+    pub rx_no_buffers: u64,
+    pub gso_sends: u64,
+}
+
+impl NodeCounters {
+    /// `self - earlier`, counter by counter.
+    pub fn since(&self, e: &Self) -> Self {
+        Self {
+            rx_packets: self.rx_packets - e.rx_packets,
+            tx_packets: self.tx_packets - e.tx_packets,
+            loops: self.loops - e.loops,
+            wakeups: self.wakeups - e.wakeups,
+            timeouts: self.timeouts - e.timeouts,
+            rx_no_buffers: self.rx_no_buffers - e.rx_no_buffers,
+            gso_sends: self.gso_sends - e.gso_sends,
+        }
+    }
 }
 
 /// The node under test, started on its own worker threads.
@@ -101,8 +119,11 @@ pub trait Node {
     fn worker_tids(&self) -> Vec<i32>;
     /// Which I/O driver runs the workers.
     fn driver(&self) -> String;
-    /// Stops the workers; returns their counters.
-    fn shutdown(self: Box<Self>) -> NodeCounters;
+    /// The driver's counters so far.
+    fn counters(&self) -> NodeCounters;
+    /// Stops the workers; returns the datagrams they dropped over the run, by reason
+    /// (driver and handler counters, only those that are not zero).
+    fn shutdown(self: Box<Self>) -> Vec<(String, u64)>;
 }
 
 #[derive(Debug, Clone)]
@@ -204,7 +225,10 @@ pub struct RunResult {
     pub interference: Interference,
     /// Why this run's numbers may not be trusted (see [`Interference::disturbed`]).
     pub disturbed: Option<String>,
+    /// The node's counters over the window.
     pub node: NodeCounters,
+    /// Datagrams the node dropped over the whole run (priming included), by reason.
+    pub node_drops: Vec<(String, u64)>,
 }
 
 fn keys(rng: &mut StdRng, profile: Profile) -> SrtpKeys {
@@ -309,17 +333,29 @@ pub fn run(
     let generator = Generator::new(pubs, cfg.shape, cfg.frame_packets, cfg.ingress_pps);
     let sinks = Sinks::new(sink_list, cfg.verify_every);
 
-    let load_cfg = cfg.clone();
-    let outcome = std::thread::Builder::new()
-        .name("bench-load".into())
-        .spawn(move || load_thread(&load_cfg, generator, sinks, &tids))
-        .map_err(io::Error::other)?
-        .join()
-        .map_err(|_| io::Error::other("load thread panicked"))?;
+    // The load thread marks the window's start and end; the node's counters are read
+    // here at each mark.
+    let (mark_tx, mark_rx) = std::sync::mpsc::channel::<()>();
+    let (outcome, marks) = std::thread::scope(|scope| {
+        let load = std::thread::Builder::new()
+            .name("bench-load".into())
+            .spawn_scoped(scope, || load_thread(cfg, generator, sinks, &tids, mark_tx))?;
+        let mut marks = Vec::with_capacity(2);
+        while mark_rx.recv().is_ok() {
+            marks.push(node.counters());
+        }
+        let outcome = load
+            .join()
+            .map_err(|_| io::Error::other("load thread panicked"))?;
+        Ok::<_, io::Error>((outcome, marks))
+    })?;
     let node_socket_drops = port_drops(node_addr.port()).saturating_sub(drops_before);
-    let counters = node.shutdown();
+    let drops = node.shutdown();
     let mut result = outcome?;
-    result.node = counters;
+    if let [a, b] = marks[..] {
+        result.node = b.since(&a);
+    }
+    result.node_drops = drops;
     result.node_socket_drops = node_socket_drops;
     Ok(result)
 }
@@ -383,6 +419,7 @@ fn load_thread(
     generator: Generator,
     sinks: Sinks,
     tids: &[i32],
+    window_marks: std::sync::mpsc::Sender<()>,
 ) -> io::Result<RunResult> {
     if let Some(cpu) = cfg.load_cpu {
         pin_current_thread(cpu)?;
@@ -435,8 +472,10 @@ fn load_thread(
         if at_start.is_none() && now >= window_start {
             load.sinks.record_latency(true);
             at_start = Some(Snapshot::take(&load, cfg, tids, busy, now));
+            let _ = window_marks.send(());
         }
         if now >= window_end {
+            let _ = window_marks.send(());
             break Snapshot::take(&load, cfg, tids, busy, now);
         }
         let work = load.generator.poll(now) + load.service();
@@ -503,6 +542,7 @@ fn load_thread(
         interference,
         disturbed,
         node: NodeCounters::default(),
+        node_drops: Vec::new(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The configuration matrix: packet sizes × fan-outs × load shapes, each run through
 //! the reference and then the router with the same generator, sinks, shape and rate.
 
+use super::cpu::wait_for_quiet;
 use super::generator::Shape;
 use super::report::ConfigReport;
 use super::run::{Node, RunConfig, Target, Topology, publishers_for, run};
@@ -25,6 +26,9 @@ pub struct SuiteConfig {
     /// Runs a configuration's pair again (up to this many times) when another process
     /// disturbed either run.
     pub retries: u32,
+    /// Before each pair, wait up to this long for the pinned cores to be quiet (other
+    /// processes under 10% busy).
+    pub quiet_wait: Duration,
     pub seed: u64,
 }
 
@@ -44,6 +48,7 @@ impl SuiteConfig {
             load_cpu: None,
             worker_cpu: None,
             retries: 2,
+            quiet_wait: Duration::from_secs(60),
             seed: 1,
         }
     }
@@ -86,7 +91,17 @@ pub fn run_suite(
                     seed: cfg.seed,
                 };
                 let mut attempt = 0;
+                let mut waited = 0.0;
                 let row = loop {
+                    let cores: Vec<usize> = cfg
+                        .worker_cpu
+                        .iter()
+                        .chain(&cfg.load_cpu)
+                        .copied()
+                        .collect();
+                    if !cores.is_empty() {
+                        waited += wait_for_quiet(&cores, 0.1, cfg.quiet_wait).0;
+                    }
                     rc.target = Target::Reference;
                     let reference = run(&rc, start_node)?;
                     rc.target = Target::Router;
@@ -97,6 +112,7 @@ pub fn run_suite(
                             size, fanout, shape, publishers, ingress, router, reference,
                         );
                         row.attempts = attempt + 1;
+                        row.waited_for_quiet_s = (waited * 10.0).round() / 10.0;
                         break row;
                     }
                     attempt += 1;
