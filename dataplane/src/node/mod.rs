@@ -1,0 +1,160 @@
+//! A node's media plane as the control plane sees it: the router on every worker of a
+//! driver, and the bookkeeping that sends each command to the worker it concerns.
+//!
+//! Sessions live on the worker their 5-tuple is steered to; every worker learns every
+//! track (so it can serve its own subscribers from handoffs), and a subscription goes to
+//! the subscriber's worker, which tells the track's home worker by handoff. This is also
+//! the bench session API: keys are installed directly, no DTLS.
+
+use crate::driver::{ActiveDriver, DriverConfig, WorkerStats, Workers};
+use crate::engine::{Micros, WorkerId};
+use crate::router::{
+    Router, RouterCommand, RouterConfig, SessionConfig, SessionId, SubscribeConfig, TrackConfig,
+    TrackId,
+};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("unknown session {0}")]
+    UnknownSession(SessionId),
+    #[error("unknown track {0}")]
+    UnknownTrack(TrackId),
+    #[error("worker {0} has stopped")]
+    WorkerGone(WorkerId),
+}
+
+#[derive(Debug)]
+pub struct MediaNode {
+    workers: Workers<Router>,
+    sessions: HashMap<SessionId, WorkerId>,
+    tracks: HashMap<TrackId, WorkerId>,
+}
+
+impl MediaNode {
+    pub fn start(driver: DriverConfig, router: RouterConfig) -> io::Result<Self> {
+        let workers = Workers::start(driver, |id, _| Router::new(id, router.clone()))?;
+        Ok(Self {
+            workers,
+            sessions: HashMap::new(),
+            tracks: HashMap::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.workers.local_addr()
+    }
+
+    pub fn workers(&self) -> &Workers<Router> {
+        &self.workers
+    }
+
+    pub fn driver(&self) -> &ActiveDriver {
+        self.workers.kind()
+    }
+
+    pub fn now(&self) -> Micros {
+        self.workers.now()
+    }
+
+    fn send(&self, worker: WorkerId, cmd: RouterCommand) -> Result<(), NodeError> {
+        self.workers
+            .command(worker, cmd)
+            .map_err(|_| NodeError::WorkerGone(worker))
+    }
+
+    /// Installs a session on the worker its remote address is steered to; returns it.
+    pub fn add_session(&mut self, config: SessionConfig) -> Result<WorkerId, NodeError> {
+        let worker = self.workers.worker_for(config.remote);
+        let id = config.id;
+        self.send(worker, RouterCommand::AddSession(Box::new(config)))?;
+        self.sessions.insert(id, worker);
+        Ok(worker)
+    }
+
+    pub fn remove_session(&mut self, id: SessionId) -> Result<(), NodeError> {
+        let worker = self
+            .sessions
+            .remove(&id)
+            .ok_or(NodeError::UnknownSession(id))?;
+        self.send(worker, RouterCommand::RemoveSession(id))
+    }
+
+    /// Announces a track on every worker, homed where its publisher's session lives.
+    pub fn add_track(&mut self, mut config: TrackConfig) -> Result<(), NodeError> {
+        let home = *self
+            .sessions
+            .get(&config.publisher)
+            .ok_or(NodeError::UnknownSession(config.publisher))?;
+        config.home = home;
+        self.tracks.insert(config.id, home);
+        for w in 0..self.workers.workers() {
+            self.send(w, RouterCommand::AddTrack(Box::new(config.clone())))?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_track(&mut self, id: TrackId) -> Result<(), NodeError> {
+        self.tracks.remove(&id).ok_or(NodeError::UnknownTrack(id))?;
+        for w in 0..self.workers.workers() {
+            self.send(w, RouterCommand::RemoveTrack(id))?;
+        }
+        Ok(())
+    }
+
+    pub fn subscribe(&mut self, config: SubscribeConfig) -> Result<(), NodeError> {
+        if !self.tracks.contains_key(&config.track) {
+            return Err(NodeError::UnknownTrack(config.track));
+        }
+        let worker = *self
+            .sessions
+            .get(&config.session)
+            .ok_or(NodeError::UnknownSession(config.session))?;
+        self.send(worker, RouterCommand::Subscribe(config))
+    }
+
+    pub fn unsubscribe(&mut self, session: SessionId, track: TrackId) -> Result<(), NodeError> {
+        let worker = *self
+            .sessions
+            .get(&session)
+            .ok_or(NodeError::UnknownSession(session))?;
+        self.send(worker, RouterCommand::Unsubscribe { session, track })
+    }
+
+    /// Pins a subscription to a layer, or returns it to the estimate.
+    pub fn set_layer(
+        &mut self,
+        session: SessionId,
+        track: TrackId,
+        layer: Option<u8>,
+    ) -> Result<(), NodeError> {
+        let worker = *self
+            .sessions
+            .get(&session)
+            .ok_or(NodeError::UnknownSession(session))?;
+        self.send(
+            worker,
+            RouterCommand::SetLayer {
+                session,
+                track,
+                layer,
+            },
+        )
+    }
+
+    pub fn stats(&self, worker: WorkerId) -> WorkerStats {
+        self.workers.stats(worker)
+    }
+
+    /// CPU time the worker's thread has used.
+    pub fn cpu_ns(&self, worker: WorkerId) -> io::Result<u64> {
+        self.workers.cpu_ns(worker)
+    }
+
+    /// Stops the workers and returns their routers (with their counters).
+    pub fn shutdown(self) -> std::thread::Result<Vec<Router>> {
+        self.workers.shutdown()
+    }
+}
