@@ -92,8 +92,16 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("still not true after ~10 s: {what}");
 }
 
-/// This network namespace's UDP sockets: (local port, inode).
-fn udp_sockets() -> Vec<(u16, u64)> {
+/// This network namespace's UDP sockets: (local address, inode).
+fn udp_sockets() -> Vec<(SocketAddr, u64)> {
+    // /proc/net/udp{,6} print each address as 32-bit words in host order, in hex.
+    let words = |hex: &str| -> Option<Vec<u8>> {
+        (0..hex.len() / 8)
+            .map(|i| u32::from_str_radix(&hex[8 * i..8 * i + 8], 16).ok())
+            .map(|w| w.map(u32::to_ne_bytes))
+            .collect::<Option<Vec<_>>>()
+            .map(|w| w.concat())
+    };
     let mut out = Vec::new();
     for table in ["/proc/net/udp", "/proc/net/udp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -101,13 +109,21 @@ fn udp_sockets() -> Vec<(u16, u64)> {
         };
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let port = f
-                .get(1)
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            let inode = f.get(9).and_then(|i| i.parse::<u64>().ok());
-            if let (Some(port), Some(inode)) = (port, inode) {
-                out.push((port, inode));
+            let (Some(local), Some(inode)) = (f.get(1), f.get(9)) else {
+                continue;
+            };
+            let Some((ip, port)) = local.split_once(':') else {
+                continue;
+            };
+            let ip: Option<std::net::IpAddr> = match words(ip) {
+                Some(b) if b.len() == 4 => Some(<[u8; 4]>::try_from(b).unwrap().into()),
+                Some(b) if b.len() == 16 => Some(<[u8; 16]>::try_from(b).unwrap().into()),
+                _ => None,
+            };
+            if let (Some(ip), Ok(port), Ok(inode)) =
+                (ip, u16::from_str_radix(port, 16), inode.parse::<u64>())
+            {
+                out.push((SocketAddr::new(ip, port), inode));
             }
         }
     }
@@ -119,17 +135,22 @@ fn udp_sockets() -> Vec<(u16, u64)> {
 /// not by binding the port again: a parallel test's ephemeral bind may take the port the
 /// moment it is free.)
 fn finish<H: PacketHandler>(w: Workers<H>) -> Vec<H> {
-    let port = w.local_addr().port();
-    let ours: Vec<u64> = udp_sockets()
-        .into_iter()
-        .filter(|&(p, _)| p == port)
-        .map(|(_, inode)| inode)
-        .collect();
-    assert_eq!(ours.len(), w.workers(), "one socket per worker on the port");
+    let addr = w.local_addr();
+    // Reading the table while other tests open and close sockets can miss a line; read
+    // until it is consistent.
+    let mut ours: Vec<u64> = Vec::new();
+    eventually("one socket per worker on the port", || {
+        ours = udp_sockets()
+            .into_iter()
+            .filter(|&(a, _)| a == addr)
+            .map(|(_, inode)| inode)
+            .collect();
+        ours.len() == w.workers()
+    });
     let tids: Vec<i32> = (0..w.workers()).map(|i| w.stats(i).tid).collect();
     assert!(tids.iter().all(|&t| t > 0));
     let handlers = w.shutdown().expect("no worker panicked");
-    let open: Vec<(u16, u64)> = udp_sockets()
+    let open: Vec<(SocketAddr, u64)> = udp_sockets()
         .into_iter()
         .filter(|(_, inode)| ours.contains(inode))
         .collect();
@@ -628,6 +649,174 @@ fn measure_send_modes() {
             s.rx_packets as f64 / s.loops.max(1) as f64,
             s.gso_segments as f64 / s.gso_sends.max(1) as f64,
         );
+        finish(w);
+    }
+}
+
+#[test]
+fn pinned_workers_run_on_their_core() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for kind in kinds() {
+        let w = Workers::start(
+            DriverConfig {
+                pin_cores: Some(vec![cores - 1, 0]),
+                ..config(kind, 2)
+            },
+            |_, _| NullForwarder::default(),
+        )
+        .unwrap();
+        for (worker, core) in [(0, cores - 1), (1, 0)] {
+            let status =
+                std::fs::read_to_string(format!("/proc/self/task/{}/status", w.stats(worker).tid))
+                    .unwrap();
+            let allowed = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_owned();
+            assert_eq!(allowed, core.to_string(), "{kind:?} worker {worker}");
+        }
+        finish(w);
+    }
+}
+
+/// Forwards to the sink, but holds the first datagram until the test opens the gate.
+struct Gated {
+    gate: crossbeam_channel::Receiver<()>,
+    held: bool,
+    sink: SocketAddr,
+}
+
+impl PacketHandler for Gated {
+    type Command = ();
+    type Handoff = ();
+    fn handle_datagram(&mut self, _: Micros, _: SocketAddr, buf: &mut [u8], out: &mut Output<()>) {
+        if !self.held {
+            self.held = true;
+            self.gate.recv().unwrap();
+        }
+        out.egress.push_copy(self.sink, buf);
+    }
+    fn handle_handoff(&mut self, _: Micros, _: (), _: &mut Output<()>) {}
+    fn handle_command(&mut self, _: Micros, _: (), _: &mut Output<()>) {}
+    fn handle_timeout(&mut self, _: Micros, _: &mut Output<()>) {}
+    fn poll_timeout(&self) -> Option<Micros> {
+        None
+    }
+}
+
+#[test]
+fn running_out_of_receive_buffers_loses_nothing() {
+    for kind in kinds() {
+        let sink = udp("127.0.0.1:0");
+        let sink_addr = sink.local_addr().unwrap();
+        let (open, gate) = crossbeam_channel::bounded(1);
+        // Four provided buffers; 60 datagrams arrive while the worker is stuck in its
+        // handler, so the multishot receive runs dry and must be re-armed.
+        let w = Workers::start(
+            DriverConfig {
+                ring_buffers: 4,
+                ..config(kind, 1)
+            },
+            |_, _| Gated {
+                gate: gate.clone(),
+                held: false,
+                sink: sink_addr,
+            },
+        )
+        .unwrap();
+        let client = udp("127.0.0.1:0");
+        let node = w.local_addr();
+        client.send_to(&payload(0, 0, 300), node).unwrap();
+        eventually("first datagram in the handler", || {
+            w.stats(0).rx_packets == 1
+        });
+        for seq in 1..60 {
+            client.send_to(&payload(0, seq, 300), node).unwrap();
+        }
+        open.send(()).unwrap();
+        for seq in 0..60 {
+            assert_eq!(recv(&sink).0, payload(0, seq, 300), "{kind:?}");
+        }
+        if kind == DriverKind::Uring {
+            assert!(w.stats(0).rx_no_buffers > 0, "the buffer ring ran dry");
+        }
+        finish(w);
+    }
+}
+
+/// Worker 0 hands every datagram to worker 1, which holds the first handoff until the
+/// test opens the gate and sends the rest on.
+struct Stuck {
+    id: WorkerId,
+    gate: crossbeam_channel::Receiver<()>,
+    held: bool,
+    sink: SocketAddr,
+}
+
+impl PacketHandler for Stuck {
+    type Command = ();
+    type Handoff = u32;
+    fn handle_datagram(&mut self, _: Micros, _: SocketAddr, buf: &mut [u8], out: &mut Output<u32>) {
+        out.handoffs
+            .push((1, u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]])));
+    }
+    fn handle_handoff(&mut self, _: Micros, seq: u32, out: &mut Output<u32>) {
+        assert_eq!(self.id, 1);
+        if !self.held {
+            self.held = true;
+            self.gate.recv().unwrap();
+        }
+        out.egress.push_copy(self.sink, &seq.to_be_bytes());
+    }
+    fn handle_command(&mut self, _: Micros, _: (), _: &mut Output<u32>) {}
+    fn handle_timeout(&mut self, _: Micros, _: &mut Output<u32>) {}
+    fn poll_timeout(&self) -> Option<Micros> {
+        None
+    }
+}
+
+#[test]
+fn a_full_handoff_queue_drops_and_counts_without_blocking_the_sender() {
+    for kind in kinds() {
+        let sink = udp("127.0.0.1:0");
+        let sink_addr = sink.local_addr().unwrap();
+        let (open, gate) = crossbeam_channel::bounded(1);
+        let w = Workers::start(
+            DriverConfig {
+                handoff_queue: 2,
+                ..config(kind, 2)
+            },
+            |id, _| Stuck {
+                id,
+                gate: gate.clone(),
+                held: false,
+                sink: sink_addr,
+            },
+        )
+        .unwrap();
+        let client = &clients_for(0, 2, 1)[0];
+        let node = w.local_addr();
+        for seq in 0..40 {
+            client.send_to(&payload(0, seq, 50), node).unwrap();
+        }
+        // Worker 0 gets through all 40 although worker 1 is stuck.
+        eventually("every handoff pushed or dropped", || {
+            let s = w.stats(0);
+            s.handoffs_out + s.handoff_queue_full == 40
+        });
+        open.send(()).unwrap();
+        let pushed = w.stats(0).handoffs_out;
+        assert!((2..=3).contains(&pushed), "{kind:?}: {pushed}");
+        // What got through arrives in order, starting with the first two (queued while
+        // worker 1 had not yet taken anything, or was taking the first).
+        let got: Vec<u32> = (0..pushed)
+            .map(|_| u32::from_be_bytes(recv(&sink).0[..4].try_into().unwrap()))
+            .collect();
+        assert_eq!(got[..2], [0, 1], "{kind:?}");
+        assert!(got.windows(2).all(|p| p[0] < p[1]), "{kind:?}: {got:?}");
+        eventually("handoffs handled", || w.stats(1).handoffs_in == pushed);
         finish(w);
     }
 }

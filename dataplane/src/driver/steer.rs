@@ -11,7 +11,8 @@
 //! program sees the packet with `data` at the UDP payload, so addresses and the source
 //! port are read relative to the network header (`SKF_NET_OFF`). IPv6 packets with
 //! extension headers before UDP would be steered by the wrong port bytes; they do not
-//! occur for media.
+//! occur for media. A socket of another process (same user) that joins the group later
+//! sits past index `workers - 1`, where the program never sends anything.
 
 use super::config::DriverConfig;
 use crate::engine::WorkerId;
@@ -123,9 +124,16 @@ pub(crate) fn bind_group(cfg: &DriverConfig) -> io::Result<(Vec<Socket>, SocketA
     let n = cfg.workers.max(1);
     let mut addr = cfg.bind;
     let mut sockets = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_reuse_port(true)?;
+        // An ephemeral port (port 0) is picked by the first socket *before* it allows
+        // reuse: the kernel's port-0 search does not count a same-user SO_REUSEPORT
+        // socket as taking a port, so a reusing first socket could land in another
+        // process's group. Allowing reuse after the bind lets ours join it.
+        let ephemeral_first = i == 0 && addr.port() == 0;
+        if !ephemeral_first {
+            s.set_reuse_port(true)?;
+        }
         if addr.is_ipv6() {
             // Serve IPv4 peers too when bound to [::] (the distribution default, made
             // explicit).
@@ -133,6 +141,9 @@ pub(crate) fn bind_group(cfg: &DriverConfig) -> io::Result<(Vec<Socket>, SocketA
         }
         set_buffers(&s, cfg.socket_buffer);
         s.bind(&addr.into())?;
+        if ephemeral_first {
+            s.set_reuse_port(true)?;
+        }
         // Later sockets join the port the first one got.
         addr = s
             .local_addr()?
