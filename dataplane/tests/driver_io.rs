@@ -820,3 +820,81 @@ fn a_full_handoff_queue_drops_and_counts_without_blocking_the_sender() {
         finish(w);
     }
 }
+
+/// Makes io_uring_setup fail with EPERM on this thread and every thread it starts later,
+/// as a container's seccomp profile would.
+fn forbid_io_uring_here() {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let mut filter = [
+        // seccomp_data.nr
+        op(BPF_LD | BPF_W | BPF_ABS, 0, 0, 0),
+        op(
+            BPF_JMP | BPF_JEQ | BPF_K,
+            0,
+            1,
+            libc::SYS_io_uring_setup as u32,
+        ),
+        op(
+            BPF_RET | BPF_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        op(BPF_RET | BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: plain prctls; `prog` outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog
+            ),
+            0,
+            "seccomp: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[test]
+fn auto_falls_back_to_recvmmsg_when_io_uring_is_forbidden() {
+    // A thread of its own: the filter stays with it and the threads it starts.
+    std::thread::spawn(|| {
+        forbid_io_uring_here();
+        assert!(
+            Workers::start(config(DriverKind::Uring, 1), |_, _| NullForwarder::default(
+            ))
+            .unwrap_err()
+            .to_string()
+            .contains("EPERM")
+        );
+        let sink = udp("127.0.0.1:0");
+        let sink_addr = sink.local_addr().unwrap();
+        let w = Workers::start(config(DriverKind::Auto, 2), |_, _| {
+            NullForwarder::new(vec![sink_addr])
+        })
+        .unwrap();
+        assert_eq!(w.kind().kind, DriverKind::Mmsg);
+        let why = w.kind().fallback_reason.clone().unwrap();
+        assert!(why.contains("EPERM"), "{why}");
+        eprintln!("fallback reason: {why}");
+        let client = udp("127.0.0.1:0");
+        client.send_to(b"still forwarded", w.local_addr()).unwrap();
+        assert_eq!(recv(&sink).0, b"still forwarded");
+        finish(w);
+    })
+    .join()
+    .unwrap();
+}
