@@ -1,15 +1,17 @@
-//! The node under test: the dataplane driver's workers running either Sluice's router,
-//! with every publisher and subscriber installed through the bench session API (keys
-//! given directly, no ICE or DTLS), or the reference ([`SourceFanout`]).
+//! The node under test: Sluice's router on the dataplane driver's workers, behind the
+//! [`MediaNode`] facade, with every publisher and subscriber installed through the bench
+//! session API (keys given directly, no ICE or DTLS); or the reference
+//! ([`SourceFanout`]) on the same driver.
 
 use super::payload::{CLOCK_RATE, EXTENSIONS, PAYLOAD_TYPE};
 use super::reference::{FanoutCommand, SourceFanout};
 use super::run::{Node, NodeCounters, Target, Topology};
 use sluice_dataplane::driver::{DriverConfig, DriverKind, WorkerStats, Workers};
 use sluice_dataplane::engine::PacketHandler;
+use sluice_dataplane::node::MediaNode;
 use sluice_dataplane::router::{
-    Codec, LayerConfig, Router, RouterCommand, RouterConfig, RouterStats, SessionConfig,
-    SubscribeConfig, TrackConfig,
+    Codec, LayerConfig, Router, RouterConfig, RouterStats, SessionConfig, SubscribeConfig,
+    TrackConfig,
 };
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -35,17 +37,20 @@ impl Default for NodeOptions {
     }
 }
 
-/// A started node: the driver's workers and which handler they run.
-pub struct DriverNode<H: PacketHandler> {
-    workers: Workers<H>,
-    summarize: fn(&[H]) -> Vec<(String, u64)>,
+/// A started node: the reference on bare driver workers, or the router behind the
+/// dataplane's [`MediaNode`] facade.
+#[derive(Debug)]
+pub enum BenchNode {
+    Reference(Workers<SourceFanout>),
+    Router(MediaNode),
 }
 
-impl<H: PacketHandler> std::fmt::Debug for DriverNode<H> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DriverNode")
-            .field("workers", &self.workers)
-            .finish()
+impl BenchNode {
+    fn stats(&self) -> Vec<WorkerStats> {
+        match self {
+            Self::Reference(w) => all_stats(w),
+            Self::Router(n) => all_stats(n.workers()),
+        }
     }
 }
 
@@ -63,17 +68,23 @@ fn all_stats<H: PacketHandler>(w: &Workers<H>) -> Vec<WorkerStats> {
     (0..w.workers()).map(|i| w.stats(i)).collect()
 }
 
-impl<H: PacketHandler> Node for DriverNode<H> {
+impl Node for BenchNode {
     fn addr(&self) -> SocketAddr {
-        self.workers.local_addr()
+        match self {
+            Self::Reference(w) => w.local_addr(),
+            Self::Router(n) => n.local_addr(),
+        }
     }
 
     fn worker_tids(&self) -> Vec<i32> {
-        all_stats(&self.workers).iter().map(|s| s.tid).collect()
+        self.stats().iter().map(|s| s.tid).collect()
     }
 
     fn driver(&self) -> String {
-        let a = self.workers.kind();
+        let a = match self {
+            Self::Reference(w) => w.kind(),
+            Self::Router(n) => n.driver(),
+        };
         let name = match a.kind {
             DriverKind::Uring => "io_uring",
             DriverKind::Mmsg => "recvmmsg/sendmmsg",
@@ -86,7 +97,7 @@ impl<H: PacketHandler> Node for DriverNode<H> {
     }
 
     fn counters(&self) -> NodeCounters {
-        let stats = all_stats(&self.workers);
+        let stats = self.stats();
         let sum = |f: fn(&WorkerStats) -> u64| stats.iter().map(f).sum();
         NodeCounters {
             rx_packets: sum(|s| s.rx_packets),
@@ -100,7 +111,7 @@ impl<H: PacketHandler> Node for DriverNode<H> {
     }
 
     fn shutdown(self: Box<Self>) -> Vec<(String, u64)> {
-        let stats = all_stats(&self.workers);
+        let stats = self.stats();
         let sum = |f: fn(&WorkerStats) -> u64| stats.iter().map(f).sum::<u64>();
         let mut drops: Vec<(String, u64)> = [
             ("rx_truncated", sum(|s| s.rx_truncated)),
@@ -113,9 +124,17 @@ impl<H: PacketHandler> Node for DriverNode<H> {
         .filter(|&(_, n)| n > 0)
         .map(|(k, n)| (k.to_string(), n))
         .collect();
-        let summarize = self.summarize;
-        if let Ok(handlers) = self.workers.shutdown() {
-            drops.extend(summarize(&handlers));
+        match *self {
+            Self::Reference(w) => {
+                if let Ok(h) = w.shutdown() {
+                    drops.extend(fanout_drops(&h));
+                }
+            }
+            Self::Router(n) => {
+                if let Ok(r) = n.shutdown() {
+                    drops.extend(router_drops(&r));
+                }
+            }
         }
         drops
     }
@@ -157,11 +176,6 @@ fn fanout_drops(handlers: &[SourceFanout]) -> Vec<(String, u64)> {
     }
 }
 
-fn command<H: PacketHandler>(w: &Workers<H>, worker: usize, cmd: H::Command) -> io::Result<()> {
-    w.command(worker, cmd)
-        .map_err(|_| io::Error::other(format!("worker {worker} is gone")))
-}
-
 /// Starts a node for `topology`: its workers, then every session, track and
 /// subscription (or, for the reference, every route). Commands reach the workers
 /// asynchronously; the run primes with keyframes until every sink hears its publisher.
@@ -178,19 +192,17 @@ pub fn start(topology: &Topology, opts: &NodeOptions) -> io::Result<Box<dyn Node
                     .map(|s| s.addr)
                     .collect();
                 let w = workers.worker_for(p.addr);
-                command(
-                    &workers,
-                    w,
-                    FanoutCommand::Route {
-                        from: p.addr,
-                        sinks,
-                    },
-                )?;
+                workers
+                    .command(
+                        w,
+                        FanoutCommand::Route {
+                            from: p.addr,
+                            sinks,
+                        },
+                    )
+                    .map_err(|_| io::Error::other(format!("worker {w} is gone")))?;
             }
-            Ok(Box::new(DriverNode {
-                workers,
-                summarize: fanout_drops,
-            }))
+            Ok(Box::new(BenchNode::Reference(workers)))
         }
         Target::Router => {
             let mut config = RouterConfig::default();
@@ -199,33 +211,31 @@ pub fn start(topology: &Topology, opts: &NodeOptions) -> io::Result<Box<dyn Node
                 config.feedback.report_interval = u64::MAX / 4;
                 config.feedback.twcc_interval = u64::MAX / 4;
             }
-            let workers = Workers::start(cfg, |id, _| Router::new(id, config.clone()))?;
-            let n = workers.workers();
-            let session = |id: u64, remote, keys: &super::run::PeerKeys| {
-                RouterCommand::AddSession(Box::new(SessionConfig {
-                    id,
-                    remote,
-                    inbound: keys.to_node.clone(),
-                    outbound: keys.from_node.clone(),
-                    extensions: EXTENSIONS,
-                    rtcp_ssrc: 0x5155_1ce0 ^ id as u32,
-                }))
+            let mut node = MediaNode::start(cfg, config)?;
+            let err = |e: sluice_dataplane::node::NodeError| io::Error::other(e.to_string());
+            let session = |id: u64, remote, keys: &super::run::PeerKeys| SessionConfig {
+                id,
+                remote,
+                inbound: keys.to_node.clone(),
+                outbound: keys.from_node.clone(),
+                extensions: EXTENSIONS,
+                rtcp_ssrc: 0x5155_1ce0 ^ id as u32,
             };
             // Session ids: publishers 1..=P, sinks after them; track i+1 is publisher i's.
             let pubs = topology.publishers.len() as u64;
             for (i, p) in topology.publishers.iter().enumerate() {
-                let w = workers.worker_for(p.addr);
-                command(&workers, w, session(i as u64 + 1, p.addr, &p.keys))?;
+                node.add_session(session(i as u64 + 1, p.addr, &p.keys))
+                    .map_err(err)?;
             }
             for (i, s) in topology.sinks.iter().enumerate() {
-                let w = workers.worker_for(s.addr);
-                command(&workers, w, session(pubs + 1 + i as u64, s.addr, &s.keys))?;
+                node.add_session(session(pubs + 1 + i as u64, s.addr, &s.keys))
+                    .map_err(err)?;
             }
             for (i, p) in topology.publishers.iter().enumerate() {
-                let track = TrackConfig {
+                node.add_track(TrackConfig {
                     id: i as u64 + 1,
                     publisher: i as u64 + 1,
-                    home: workers.worker_for(p.addr),
+                    home: 0, // MediaNode sets it to the publisher's worker.
                     codec: Codec::Vp8,
                     clock_rate: CLOCK_RATE,
                     payload_type: PAYLOAD_TYPE,
@@ -235,18 +245,11 @@ pub fn start(topology: &Topology, opts: &NodeOptions) -> io::Result<Box<dyn Node
                         rtx_ssrc: None,
                         rid: None,
                     }],
-                };
-                for w in 0..n {
-                    command(
-                        &workers,
-                        w,
-                        RouterCommand::AddTrack(Box::new(track.clone())),
-                    )?;
-                }
+                })
+                .map_err(err)?;
             }
             for (i, s) in topology.sinks.iter().enumerate() {
-                let w = workers.worker_for(s.addr);
-                let sub = SubscribeConfig {
+                node.subscribe(SubscribeConfig {
                     session: pubs + 1 + i as u64,
                     track: s.publisher as u64 + 1,
                     ssrc: s.ssrc,
@@ -256,13 +259,10 @@ pub fn start(topology: &Topology, opts: &NodeOptions) -> io::Result<Box<dyn Node
                     initial_ts: s.initial_ts,
                     layer: 0,
                     pinned: true,
-                };
-                command(&workers, w, RouterCommand::Subscribe(sub))?;
+                })
+                .map_err(err)?;
             }
-            Ok(Box::new(DriverNode {
-                workers,
-                summarize: router_drops,
-            }))
+            Ok(Box::new(BenchNode::Router(node)))
         }
     }
 }
