@@ -393,27 +393,34 @@ impl UringIo {
 
     /// Cancels the receive and the eventfd read and waits for their last completions, so
     /// the kernel stops writing into our buffers and lets go of the socket before they go.
-    /// With deferred task running a cancelled request only completes (and drops its
-    /// reference to the socket) when this thread waits on the ring; skipping the wait
-    /// leaves the port bound for a moment after `shutdown` returns.
+    /// A cancelled request can finish as task work that runs only when this thread next
+    /// enters the ring; until then it holds the socket open, and the port would stay
+    /// bound for a moment after `shutdown` returned.
     fn teardown(&mut self) {
         let _ = self
             .ring
             .submitter()
             .register_sync_cancel(Some(Timespec::new().sec(1)), CancelBuilder::any());
+        let last = |armed: &mut (bool, bool), cqe: &cqueue::Entry| match cqe.user_data() & TAG {
+            RECV if !cqueue::more(cqe.flags()) => armed.0 = false,
+            WAKE => armed.1 = false,
+            _ => {}
+        };
+        let mut armed = (self.recv_armed, self.wake_armed);
+        // Completions set aside by the last flush count too.
+        for cqe in self.deferred.drain(..) {
+            last(&mut armed, &cqe);
+        }
         let give_up = Instant::now() + Duration::from_secs(1);
-        while (self.recv_armed || self.wake_armed) && Instant::now() < give_up {
+        while (armed.0 || armed.1) && Instant::now() < give_up {
             let ts = Timespec::new().nsec(10_000_000);
             let args = SubmitArgs::new().timespec(&ts);
             let _ = self.ring.submitter().submit_with_args(1, &args);
             for cqe in self.ring.completion() {
-                match cqe.user_data() & TAG {
-                    RECV if !cqueue::more(cqe.flags()) => self.recv_armed = false,
-                    WAKE => self.wake_armed = false,
-                    _ => {}
-                }
+                last(&mut armed, &cqe);
             }
         }
+        (self.recv_armed, self.wake_armed) = armed;
         let _ = self.ring.submitter().unregister_buf_ring(BGID);
     }
 }
