@@ -121,9 +121,13 @@ impl ConfigReport {
                 ));
             }
             if r.sinks.verify_errors > 0 {
+                let k = &r.sinks;
                 errors.push(format!(
-                    "{who}: {} packets failed verification",
-                    r.sinks.verify_errors
+                    "{who}: {} packets failed verification ({} SRTP, {} numbering, {} payload)",
+                    k.verify_errors,
+                    k.decrypt_errors,
+                    k.numbering_errors,
+                    k.verify_errors - k.decrypt_errors - k.numbering_errors
                 ));
             }
         }

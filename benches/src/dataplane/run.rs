@@ -146,6 +146,10 @@ pub struct RunConfig {
     pub load_cpu: Option<usize>,
     /// Core the node's worker is pinned to (to watch for other work on it).
     pub worker_cpu: Option<usize>,
+    /// Start every RTP sequence (publishers' and, in the router, subscribers') 100 to
+    /// 100 + this many packets before it wraps, so every run crosses an SRTP rollover
+    /// after priming (`None`: random starts, as real senders pick them).
+    pub wrap_within: Option<u16>,
     pub seed: u64,
 }
 
@@ -246,6 +250,15 @@ fn peer_keys(rng: &mut StdRng, profile: Profile) -> PeerKeys {
     }
 }
 
+/// A first RTP sequence number: random, or 100 to 100 + `wrap_within` before the wrap.
+fn first_seq(rng: &mut StdRng, wrap_within: Option<u16>) -> u16 {
+    let r = rng.next_u32() as u16;
+    match wrap_within {
+        Some(w) => 0u16.wrapping_sub(100).wrapping_sub(r % w.max(1)),
+        None => r,
+    }
+}
+
 /// Runs one configuration against the node `start_node` brings up for the topology.
 pub fn run(
     cfg: &RunConfig,
@@ -282,7 +295,7 @@ pub fn run(
                 addr: sock.local_addr()?,
                 publisher: p,
                 ssrc: rng.next_u32() | 1,
-                initial_seq: rng.next_u32() as u16,
+                initial_seq: first_seq(&mut rng, cfg.wrap_within),
                 initial_ts: rng.next_u32(),
                 keys: peer_keys(&mut rng, cfg.profile),
             });
@@ -306,7 +319,7 @@ pub fn run(
         let writer = PacketWriter::new(
             pubs.len() as u32,
             p.ssrc,
-            rng.next_u32() as u16,
+            first_seq(&mut rng, cfg.wrap_within),
             rng.next_u32(),
             rtp_len,
         );

@@ -44,6 +44,9 @@ pub struct SinkCounts {
     /// Failed decryption, a damaged bench block, the wrong publisher, or an RTP
     /// sequence number that does not follow the publisher's numbering.
     pub verify_errors: u64,
+    /// Of those: SRTP authentication failed, or the numbering did not follow.
+    pub decrypt_errors: u64,
+    pub numbering_errors: u64,
     pub bytes: u64,
     /// SRTCP from the node (the router's sender reports), and those that failed
     /// authentication or parsing. Not counted in `received`.
@@ -58,6 +61,8 @@ impl SinkCounts {
         self.seq_errors += o.seq_errors;
         self.verified += o.verified;
         self.verify_errors += o.verify_errors;
+        self.decrypt_errors += o.decrypt_errors;
+        self.numbering_errors += o.numbering_errors;
         self.bytes += o.bytes;
         self.rtcp += o.rtcp;
         self.rtcp_errors += o.rtcp_errors;
@@ -71,6 +76,8 @@ impl SinkCounts {
             seq_errors: self.seq_errors - earlier.seq_errors,
             verified: self.verified - earlier.verified,
             verify_errors: self.verify_errors - earlier.verify_errors,
+            decrypt_errors: self.decrypt_errors - earlier.decrypt_errors,
+            numbering_errors: self.numbering_errors - earlier.numbering_errors,
             bytes: self.bytes - earlier.bytes,
             rtcp: self.rtcp - earlier.rtcp,
             rtcp_errors: self.rtcp_errors - earlier.rtcp_errors,
@@ -140,14 +147,20 @@ impl Sink {
             }
             c.seq_gaps += u64::from(ahead - 1);
         }
+        // The first packet is always decrypted: the SRTP context learns the stream (and
+        // its rollover counter) from it, as a receiver that sees every packet would. A
+        // context that first met the stream after a sequence wrap would assume the
+        // wrong rollover counter for good.
+        let first = self.last_seq.is_none();
         self.last_seq = Some(seq);
         self.sample += 1;
-        if self.sample < verify_every {
+        if self.sample < verify_every && !first {
             return;
         }
         self.sample = 0;
         let Ok(n) = self.srtp.unprotect_rtp(pkt) else {
             c.verify_errors += 1;
+            c.decrypt_errors += 1;
             return;
         };
         let Ok(rtp) = RtpPacket::parse(&pkt[..n]) else {
@@ -159,6 +172,7 @@ impl Sink {
                 let offset = seq.wrapping_sub(s.seq as u16);
                 if *self.offset.get_or_insert(offset) != offset {
                     c.verify_errors += 1;
+                    c.numbering_errors += 1;
                     return;
                 }
                 c.verified += 1;
