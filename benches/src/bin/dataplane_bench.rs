@@ -22,7 +22,7 @@ const USAGE: &str = "usage: dataplane-bench [--json FILE] [--quick] [--profile g
     [--sizes 1200,160] [--fanouts 1,4,16] [--shapes batch,paced] [--egress-kpps N]
     [--warmup-ms N] [--window-ms N] [--verify-every N] [--frame-packets N]
     [--driver auto|uring|mmsg] [--router-feedback on|off] [--worker-cpu N] [--load-cpu N] [--retries N]
-    [--quiet-wait-s N] [--seed N]";
+    [--quiet-wait-s N] [--random-seq] [--seed N]";
 
 struct Args {
     json: Option<String>,
@@ -91,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
                     v => return Err(format!("--router-feedback takes on or off, not {v}")),
                 }
             }
+            "--random-seq" => suite.wrap_within = None,
             "--retries" => suite.retries = num(val()?)? as u32,
             "--quiet-wait-s" => suite.quiet_wait = Duration::from_secs(num(val()?)?),
             "--load-cpu" => suite.load_cpu = Some(num(val()?)? as usize),
