@@ -20,7 +20,7 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: dataplane-bench [--json FILE] [--quick] [--profile gcm|cm]
     [--sizes 1200,160] [--fanouts 1,4,16] [--shapes batch,paced] [--egress-kpps N]
-    [--warmup-ms N] [--window-ms N] [--verify-every N] [--frame-packets N]
+    [--warmup-ms N] [--window-ms N] [--repeats N] [--verify-every N] [--frame-packets N]
     [--driver auto|uring|mmsg] [--router-feedback on|off] [--worker-cpu N] [--load-cpu N] [--retries N]
     [--quiet-wait-s N] [--random-seq] [--seed N]";
 
@@ -92,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--random-seq" => suite.wrap_within = None,
+            "--repeats" => suite.repeats = num(val()?)?.max(1) as u32,
             "--retries" => suite.retries = num(val()?)? as u32,
             "--quiet-wait-s" => suite.quiet_wait = Duration::from_secs(num(val()?)?),
             "--load-cpu" => suite.load_cpu = Some(num(val()?)? as usize),
@@ -148,7 +149,8 @@ fn main() -> ExitCode {
         println!("warning: load average {l:.2} before the run: other work shares these cores");
     }
     println!(
-        "each config: reference then router, {} ms warm-up, {} ms window; frames of {} packets at {} fps per publisher",
+        "each config: {} reference/router pair(s), alternating, median run of each side; {} ms warm-up, {} ms window; frames of {} packets at {} fps per publisher",
+        suite.repeats,
         suite.warmup.as_millis(),
         suite.window.as_millis(),
         suite.frame_packets,
@@ -193,10 +195,14 @@ fn main() -> ExitCode {
                 r.waited_for_quiet_s
             );
         }
-        if r.attempts > 1 {
+        if r.pairs.len() > 1 {
+            let ratios: Vec<String> = r.pairs.iter().map(|p| format!("{:.3}", p.ratio)).collect();
+            println!("    pair ratios: {}", ratios.join(", "));
+        }
+        if r.attempts as usize > r.pairs.len() {
             println!(
-                "    (run {} times: other work disturbed the earlier pairs)",
-                r.attempts
+                "    ({} more pair(s) were run: other work disturbed them)",
+                r.attempts as usize - r.pairs.len()
             );
         }
         for w in &r.warnings {
@@ -247,6 +253,7 @@ rloss, rp50, rp99: reference; load: generator-and-sinks thread busy share, worse
             "load_average_before": load_before,
             "warmup_s": suite.warmup.as_secs_f64(),
             "window_s": suite.window.as_secs_f64(),
+            "repeats": suite.repeats,
             "frame_packets": suite.frame_packets,
             "frame_rate": sluice_bench::dataplane::payload::FRAME_RATE,
             "verify_every": suite.verify_every,

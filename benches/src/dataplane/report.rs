@@ -19,6 +19,15 @@ const LOAD_BUSY_WARN: f64 = 0.85;
 /// ratio measurement (queues, drops and batching change the per-packet cost).
 const WORKER_BUSY_WARN: f64 = 0.95;
 
+/// One reference/router pair of runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pair {
+    pub reference_cpu_ns_per_egress_packet: f64,
+    pub cpu_ns_per_egress_packet: f64,
+    pub ratio: f64,
+    pub disturbed: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigReport {
     pub packet_size: usize,
@@ -45,13 +54,17 @@ pub struct ConfigReport {
     pub load_busy_fraction: f64,
     pub load_busy_ns_per_egress_packet: f64,
     pub reference_load_busy_fraction: f64,
-    /// Runs of this pair (a disturbed pair is run again, see `SuiteConfig::retries`).
+    /// Pairs run, disturbed ones that were run again included.
     pub attempts: u32,
+    /// Every pair kept; the row's figures come from the median run of each side (see
+    /// `router` and `reference`), loss from all of them.
+    pub pairs: Vec<Pair>,
     /// Time spent waiting for other processes to leave the cores before the runs.
     pub waited_for_quiet_s: f64,
     pub warnings: Vec<String>,
     /// Sequence or verification errors: a correctness failure, not a slow run.
     pub errors: Vec<String>,
+    /// The median runs.
     pub router: RunResult,
     pub reference: RunResult,
 }
@@ -163,6 +176,7 @@ impl ConfigReport {
             load_busy_ns_per_egress_packet: round1(router.load.busy_ns_per_egress_packet),
             reference_load_busy_fraction: round3(reference.load.busy_fraction),
             attempts: 1,
+            pairs: Vec::new(),
             waited_for_quiet_s: 0.0,
             warnings,
             errors,

@@ -3,8 +3,8 @@
 
 use super::cpu::wait_for_quiet;
 use super::generator::Shape;
-use super::report::ConfigReport;
-use super::run::{Node, RunConfig, Target, Topology, publishers_for, run};
+use super::report::{ConfigReport, Pair};
+use super::run::{Node, RunConfig, RunResult, Target, Topology, publishers_for, run};
 use sluice_dataplane::srtp::Profile;
 use std::io;
 use std::time::Duration;
@@ -23,8 +23,11 @@ pub struct SuiteConfig {
     pub verify_every: u32,
     pub load_cpu: Option<usize>,
     pub worker_cpu: Option<usize>,
-    /// Runs a configuration's pair again (up to this many times) when another process
-    /// disturbed either run.
+    /// Reference/router pairs per configuration (alternating); the median run of each
+    /// side is reported.
+    pub repeats: u32,
+    /// Runs a pair again when another process disturbed either run, at most this many
+    /// times per configuration.
     pub retries: u32,
     /// Before each pair, wait up to this long for the pinned cores to be quiet (other
     /// processes under 10% busy).
@@ -45,11 +48,12 @@ impl SuiteConfig {
             egress_pps: None,
             frame_packets: 16,
             warmup: Duration::from_millis(if quick { 300 } else { 1000 }),
-            window: Duration::from_millis(if quick { 1000 } else { 3000 }),
+            window: Duration::from_millis(if quick { 1000 } else { 2000 }),
+            repeats: if quick { 1 } else { 3 },
             verify_every: 16,
             load_cpu: None,
             worker_cpu: None,
-            retries: 2,
+            retries: if quick { 2 } else { 3 },
             quiet_wait: Duration::from_secs(60),
             wrap_within: Some(1000),
             seed: 1,
@@ -65,6 +69,87 @@ impl SuiteConfig {
         self.egress_pps
             .unwrap_or(if fanout <= 1 { 75_000.0 } else { 150_000.0 })
     }
+}
+
+/// Runs the reference and the router alternately, `cfg.repeats` pairs (a disturbed
+/// pair is run again, at most `cfg.retries` times in all), and reports the median run
+/// of each side; loss is counted over every run kept.
+fn run_pairs(
+    cfg: &SuiteConfig,
+    rc: &mut RunConfig,
+    start_node: &dyn Fn(&Topology) -> io::Result<Box<dyn Node>>,
+) -> io::Result<ConfigReport> {
+    let cores: Vec<usize> = cfg
+        .worker_cpu
+        .iter()
+        .chain(&cfg.load_cpu)
+        .copied()
+        .collect();
+    let (mut refs, mut routers) = (Vec::new(), Vec::new());
+    let (mut retries, mut waited) = (0, 0.0);
+    while refs.len() < cfg.repeats.max(1) as usize {
+        if !cores.is_empty() {
+            waited += wait_for_quiet(&cores, 0.1, cfg.quiet_wait).0;
+        }
+        rc.target = Target::Reference;
+        let reference = run(rc, start_node)?;
+        rc.target = Target::Router;
+        let router = run(rc, start_node)?;
+        let disturbed = reference.disturbed.is_some() || router.disturbed.is_some();
+        if disturbed && retries < cfg.retries {
+            retries += 1;
+            continue;
+        }
+        refs.push(reference);
+        routers.push(router);
+    }
+    let pairs: Vec<Pair> = refs
+        .iter()
+        .zip(&routers)
+        .map(|(a, b)| Pair {
+            reference_cpu_ns_per_egress_packet: a.cpu_ns_per_egress_packet.round(),
+            cpu_ns_per_egress_packet: b.cpu_ns_per_egress_packet.round(),
+            ratio: (b.cpu_ns_per_egress_packet / a.cpu_ns_per_egress_packet.max(1e-9) * 1000.0)
+                .round()
+                / 1000.0,
+            disturbed: a.disturbed.is_some() || b.disturbed.is_some(),
+        })
+        .collect();
+    let loss = |runs: &[RunResult]| {
+        let expected: u64 = runs.iter().map(|r| r.expected).sum();
+        let received: u64 = runs.iter().map(|r| r.received).sum();
+        if expected == 0 {
+            0.0
+        } else {
+            (1.0 - received as f64 / expected as f64).max(0.0)
+        }
+    };
+    let (ref_loss, router_loss) = (loss(&refs), loss(&routers));
+    let mut row = ConfigReport::new(
+        rc.packet_size,
+        rc.fanout,
+        rc.shape,
+        rc.publishers,
+        rc.ingress_pps,
+        median(routers),
+        median(refs),
+    );
+    row.loss_ratio = router_loss;
+    row.reference_loss_ratio = ref_loss;
+    row.attempts = pairs.len() as u32 + retries;
+    row.pairs = pairs;
+    row.waited_for_quiet_s = (waited * 10.0).round() / 10.0;
+    Ok(row)
+}
+
+/// The run with the median CPU time per egress packet.
+fn median(mut runs: Vec<RunResult>) -> RunResult {
+    runs.sort_by(|a, b| {
+        a.cpu_ns_per_egress_packet
+            .total_cmp(&b.cpu_ns_per_egress_packet)
+    });
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
 }
 
 /// Runs every configuration; `progress` hears about each finished row.
@@ -96,33 +181,7 @@ pub fn run_suite(
                     wrap_within: cfg.wrap_within,
                     seed: cfg.seed,
                 };
-                let mut attempt = 0;
-                let mut waited = 0.0;
-                let row = loop {
-                    let cores: Vec<usize> = cfg
-                        .worker_cpu
-                        .iter()
-                        .chain(&cfg.load_cpu)
-                        .copied()
-                        .collect();
-                    if !cores.is_empty() {
-                        waited += wait_for_quiet(&cores, 0.1, cfg.quiet_wait).0;
-                    }
-                    rc.target = Target::Reference;
-                    let reference = run(&rc, start_node)?;
-                    rc.target = Target::Router;
-                    let router = run(&rc, start_node)?;
-                    let disturbed = reference.disturbed.is_some() || router.disturbed.is_some();
-                    if !disturbed || attempt >= cfg.retries {
-                        let mut row = ConfigReport::new(
-                            size, fanout, shape, publishers, ingress, router, reference,
-                        );
-                        row.attempts = attempt + 1;
-                        row.waited_for_quiet_s = (waited * 10.0).round() / 10.0;
-                        break row;
-                    }
-                    attempt += 1;
-                };
+                let row = run_pairs(cfg, &mut rc, start_node)?;
                 progress(&row);
                 rows.push(row);
             }
