@@ -122,11 +122,12 @@ fn profile_name(p: Profile) -> &'static str {
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            if !e.is_empty() {
-                eprintln!("dataplane-bench: {e}");
-            }
-            eprintln!("{USAGE}");
+            eprintln!("dataplane-bench: {e}\n{USAGE}");
             return ExitCode::FAILURE;
         }
     };
