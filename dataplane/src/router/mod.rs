@@ -24,7 +24,9 @@ pub use session::NO_LAYER;
 pub use stats::RouterStats;
 
 use crate::demux::{PacketKind, classify};
-use crate::engine::{BytesPool, LinkPacket, Micros, Output, PacketHandler, SLOT_LEN, WorkerId};
+use crate::engine::{
+    BytesPool, Egress, LinkPacket, Micros, Output, PacketHandler, SLOT_LEN, WorkerId,
+};
 use crate::rewrite::{Rewrite, RtpRewriter};
 use crate::rtcp::{RtcpPacket, RtcpWriter, parse_compound};
 use crate::rtp::{ExtensionIds, RtpPacket};
@@ -629,13 +631,9 @@ impl Router {
         };
         let sender = publisher.rtcp_ssrc;
         let srtp = &mut publisher.srtp_out;
-        let sent = out.egress.push(publisher.remote, |slot| {
-            let mut w = RtcpWriter::new(&mut slot[..SLOT_LEN - 32]);
-            w.pli(sender, media_ssrc).ok()?;
-            let n = w.finish();
-            srtp.protect_rtcp(slot, n).ok()
-        });
-        if sent.is_some() {
+        if send_rtcp(&mut out.egress, publisher.remote, srtp, |w| {
+            w.pli(sender, media_ssrc).ok()
+        }) {
             self.stats.keyframe_requests += 1;
             self.stats.rtcp_out += 1;
         }
@@ -875,6 +873,33 @@ impl Router {
             }
         }
     }
+}
+
+/// Room an egress slot keeps after the RTCP for the SRTCP trailer (tag and index).
+const SRTCP_ROOM: usize = 32;
+
+/// Writes one compound RTCP datagram for `dest` into an egress slot with `write` and
+/// protects it in place. A write that fails or writes nothing queues nothing. Returns
+/// whether a datagram was queued.
+fn send_rtcp(
+    egress: &mut Egress,
+    dest: SocketAddr,
+    srtp: &mut SrtpContext,
+    write: impl FnOnce(&mut RtcpWriter) -> Option<()>,
+) -> bool {
+    egress
+        .push(dest, |slot| {
+            let n = {
+                let mut w = RtcpWriter::new(&mut slot[..SLOT_LEN - SRTCP_ROOM]);
+                write(&mut w)?;
+                w.finish()
+            };
+            if n == 0 {
+                return None;
+            }
+            srtp.protect_rtcp(slot, n).ok()
+        })
+        .is_some()
 }
 
 /// One packet on its way to a subscriber.

@@ -2,11 +2,11 @@
 //! writing ours on the timer, and fitting layers to the estimates.
 
 use super::{CNAME, MAX_LAYERS, TWCC_MAX_STATUSES, TWCC_RING, choose_layer, ntp_mid32, ntp_time};
-use crate::engine::{Micros, Output, SLOT_LEN};
+use crate::engine::{Micros, Output};
 use crate::router::session::{NO_LAYER, Session, Subscription};
 use crate::router::track::Track;
-use crate::router::{Router, RouterHandoff, SessionId, SessionIdx, TrackId};
-use crate::rtcp::{ReportBlock, ReportBlocks, RtcpPacket, RtcpWriter};
+use crate::router::{Router, RouterHandoff, SessionId, SessionIdx, TrackId, send_rtcp};
+use crate::rtcp::{ReportBlock, ReportBlocks, RtcpPacket};
 use crate::rtp::RtpPacket;
 
 /// Report blocks in one RR (the count field has five bits).
@@ -16,7 +16,6 @@ const MAX_REMB_SSRCS: usize = 16;
 /// Sender reports packed into one datagram (28 bytes each).
 const SRS_PER_DATAGRAM: usize = 16;
 /// Room left in an egress slot for the SRTCP tag and index.
-const SRTCP_ROOM: usize = 32;
 /// An RTT above this from an echoed SR is garbage (a wrong or very old LSR).
 const MAX_RTT_US: Micros = 10_000_000;
 
@@ -181,20 +180,11 @@ impl Router {
                     if !twcc.pending() {
                         break;
                     }
-                    let sent = out.egress.push(remote, |slot| {
-                        let n = {
-                            let mut w = RtcpWriter::new(&mut slot[..SLOT_LEN - SRTCP_ROOM]);
-                            twcc.write(&mut w, rtcp_ssrc).ok()?;
-                            w.finish()
-                        };
-                        if n == 0 {
-                            return None;
-                        }
-                        srtp_out.protect_rtcp(slot, n).ok()
-                    });
                     // A failed write (a range with no arrival) still moved the
                     // receiver on; the loop is bounded either way.
-                    if sent.is_some() {
+                    if send_rtcp(&mut out.egress, remote, srtp_out, |w| {
+                        twcc.write(w, rtcp_ssrc).ok().map(drop)
+                    }) {
                         stats.rtcp_out += 1;
                         stats.twcc_feedback += 1;
                     }
@@ -228,19 +218,15 @@ impl Router {
                 }
             }
             if nb > 0 {
-                let sent = out.egress.push(remote, |slot| {
-                    let n = {
-                        let mut w = RtcpWriter::new(&mut slot[..SLOT_LEN - SRTCP_ROOM]);
-                        w.receiver_report(rtcp_ssrc, &blocks[..nb]).ok()?;
-                        w.sdes_cname(rtcp_ssrc, CNAME).ok()?;
-                        if let Some(bitrate) = config.publisher_remb {
-                            w.remb(rtcp_ssrc, bitrate, &ssrcs[..ns]).ok()?;
-                        }
-                        w.finish()
-                    };
-                    srtp_out.protect_rtcp(slot, n).ok()
+                let sent = send_rtcp(&mut out.egress, remote, srtp_out, |w| {
+                    w.receiver_report(rtcp_ssrc, &blocks[..nb]).ok()?;
+                    w.sdes_cname(rtcp_ssrc, CNAME).ok()?;
+                    if let Some(bitrate) = config.publisher_remb {
+                        w.remb(rtcp_ssrc, bitrate, &ssrcs[..ns]).ok()?;
+                    }
+                    Some(())
                 });
-                if sent.is_some() {
+                if sent {
                     stats.rtcp_out += 1;
                     stats.receiver_reports += 1;
                 }
@@ -251,35 +237,28 @@ impl Router {
             let mut i = 0;
             while i < subscriptions.len() {
                 let (mut j, mut wrote) = (i, 0);
-                let sent = out.egress.push(remote, |slot| {
-                    let n = {
-                        let mut w = RtcpWriter::new(&mut slot[..SLOT_LEN - SRTCP_ROOM]);
-                        while j < subscriptions.len() && wrote < SRS_PER_DATAGRAM {
-                            let sub = &subscriptions[j];
-                            j += 1;
-                            let Some(rtp_time) = tracks[sub.track]
-                                .as_ref()
-                                .and_then(|t| sub.fb.sent.rtp_time_at(now, t.clock_rate))
-                            else {
-                                continue;
-                            };
-                            let s = &sub.fb.sent;
-                            if w.sender_report(sub.ssrc, ntp, rtp_time, s.packets, s.octets, &[])
-                                .is_err()
-                            {
-                                j -= 1;
-                                break;
-                            }
-                            wrote += 1;
+                let sent = send_rtcp(&mut out.egress, remote, srtp_out, |w| {
+                    while j < subscriptions.len() && wrote < SRS_PER_DATAGRAM {
+                        let sub = &subscriptions[j];
+                        j += 1;
+                        let Some(rtp_time) = tracks[sub.track]
+                            .as_ref()
+                            .and_then(|t| sub.fb.sent.rtp_time_at(now, t.clock_rate))
+                        else {
+                            continue;
+                        };
+                        let s = &sub.fb.sent;
+                        if w.sender_report(sub.ssrc, ntp, rtp_time, s.packets, s.octets, &[])
+                            .is_err()
+                        {
+                            j -= 1;
+                            break;
                         }
-                        w.finish()
-                    };
-                    if n == 0 {
-                        return None;
+                        wrote += 1;
                     }
-                    srtp_out.protect_rtcp(slot, n).ok()
+                    Some(())
                 });
-                if sent.is_some() {
+                if sent {
                     stats.rtcp_out += 1;
                     stats.sender_reports += wrote as u64;
                 }
