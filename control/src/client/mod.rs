@@ -1,0 +1,1 @@
+//! WebRTC test client (WHIP/WHEP) without a browser.
