@@ -4,5 +4,3 @@
 
 pub mod client;
 pub mod dtls;
-pub mod auth;
-pub mod config;
