@@ -191,6 +191,7 @@ fn srtp_fans_out_across_workers_with_every_packet_verified() {
                 initial_ts: 0,
                 layer: 0,
                 pinned: true,
+                ext_remap: None,
             })
             .unwrap();
         }

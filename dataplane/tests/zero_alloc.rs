@@ -204,6 +204,7 @@ mod router {
             initial_ts: 1,
             layer: 0,
             pinned: true,
+            ext_remap: None,
         })
     }
 
@@ -253,6 +254,19 @@ mod router {
         for id in 2..=5 {
             home.handle_command(0, subscribe(id, 1000 * id as u32), &mut out0);
         }
+        // One more subscriber whose extension ids differ from the publisher's.
+        home.handle_command(
+            0,
+            RouterCommand::AddSession(Box::new(session(7))),
+            &mut out0,
+        );
+        let mut remap = subscribe(7, 7000);
+        if let RouterCommand::Subscribe(c) = &mut remap {
+            let mut map = Box::new([0u8; 256]);
+            (map[1], map[2]) = (5, 6);
+            c.ext_remap = Some(map);
+        }
+        home.handle_command(0, remap, &mut out0);
         other.handle_command(0, subscribe(6, 6000), &mut out1);
         for (_, msg) in out1.handoffs.drain(..) {
             home.handle_handoff(0, msg, &mut out0);
@@ -263,9 +277,11 @@ mod router {
         let mut tx = SrtpContext::new(P, &[1; 16], &[1; 12]).unwrap();
         let packets: Vec<Vec<u8>> = (0..3000u16)
             .map(|i| {
-                let mut p = vec![0x80, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 77];
+                // With a one-byte extension block, for the subscriber that remaps ids.
+                let mut p = vec![0x90, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 77];
                 p[2..4].copy_from_slice(&i.to_be_bytes());
                 p[4..8].copy_from_slice(&(u32::from(i) * 3000).to_be_bytes());
+                p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0x30, 0x20, 0x01]);
                 p.extend_from_slice(&[
                     0x90,
                     0x80,
@@ -322,7 +338,7 @@ mod router {
         let n = allocations(|| run(1500..3000, &mut home, &mut other));
         assert_eq!(n, 0, "allocations in the steady state");
         let forwarded = home.stats().rtp_out + other.stats().rtp_out - forwarded;
-        assert!(forwarded >= 1500 * 5, "forwarded {forwarded}");
+        assert!(forwarded >= 1500 * 6, "forwarded {forwarded}");
         assert_eq!(home.stats().retransmits, 40);
     }
 }

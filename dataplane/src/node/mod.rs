@@ -5,16 +5,25 @@
 //! track (so it can serve its own subscribers from handoffs), and a subscription goes to
 //! the subscriber's worker, which tells the track's home worker by handoff. This is also
 //! the bench session API: keys are installed directly, no DTLS.
+//!
+//! For browsers, ICE credentials go to every worker (the remote address is unknown until
+//! the first check lands); a validated remote's DTLS records come up as events, the
+//! control plane's go back out through `send_raw` on the worker that reported them.
 
 use crate::driver::{ActiveDriver, DriverConfig, WorkerStats, Workers};
 use crate::engine::{Micros, WorkerId};
 use crate::router::{
-    Router, RouterCommand, RouterConfig, SessionConfig, SessionId, SubscribeConfig, TrackConfig,
-    TrackId,
+    IceCredentials, Router, RouterCommand, RouterConfig, RouterStats, SessionConfig, SessionId,
+    SubscribeConfig, TrackConfig, TrackId,
 };
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long [`MediaNode::router_stats`] waits for all workers together.
+pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -63,6 +72,59 @@ impl MediaNode {
         self.workers
             .command(worker, cmd)
             .map_err(|_| NodeError::WorkerGone(worker))
+    }
+
+    fn broadcast(&self, cmd: impl Fn() -> RouterCommand) -> Result<(), NodeError> {
+        (0..self.workers.workers()).try_for_each(|w| self.send(w, cmd()))
+    }
+
+    /// The worker a remote address's datagrams land on, and so where its session lives.
+    pub fn worker_for(&self, remote: SocketAddr) -> WorkerId {
+        self.workers.worker_for(remote)
+    }
+
+    /// Lets every worker answer the session's ICE checks.
+    pub fn add_ice(&mut self, creds: IceCredentials) -> Result<(), NodeError> {
+        self.broadcast(|| RouterCommand::AddIce(Box::new(creds.clone())))
+    }
+
+    /// Forgets the session's ICE credentials and validated remotes on every worker.
+    pub fn remove_ice(&mut self, session: SessionId) -> Result<(), NodeError> {
+        self.broadcast(|| RouterCommand::RemoveIce(session))
+    }
+
+    /// Sends `packet` as it is from `worker`'s media socket: use the worker that reported
+    /// the remote, so the datagram leaves from the socket the remote's 5-tuple uses.
+    pub fn send_raw(
+        &self,
+        worker: WorkerId,
+        dest: SocketAddr,
+        packet: Bytes,
+    ) -> Result<(), NodeError> {
+        self.send(worker, RouterCommand::SendRaw { dest, packet })
+    }
+
+    /// Every worker's live counters, in worker order. A worker that does not answer
+    /// within [`SNAPSHOT_TIMEOUT`] (stopped, or stuck) shows all zeros.
+    pub fn router_stats(&self) -> Vec<RouterStats> {
+        let replies: Vec<_> = (0..self.workers.workers())
+            .map(|w| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                self.send(w, RouterCommand::Snapshot(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        let deadline = Instant::now() + SNAPSHOT_TIMEOUT;
+        replies
+            .into_iter()
+            .enumerate()
+            .map(|(w, rx)| {
+                let got = rx.and_then(|rx| rx.recv_deadline(deadline).ok());
+                got.unwrap_or_else(|| {
+                    tracing::warn!(worker = w, "no counters from worker");
+                    RouterStats::default()
+                })
+            })
+            .collect()
     }
 
     /// Installs a session on the worker its remote address is steered to; returns it.

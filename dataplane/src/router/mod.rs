@@ -7,10 +7,12 @@
 //! Commands (sessions with their keys, tracks, subscriptions) arrive from the control
 //! plane; nothing here blocks, allocates per packet, or reads a clock. RTCP the node
 //! originates (reports, congestion feedback) and the layer choice it drives live in
-//! `feedback/`.
+//! `feedback/`; the ICE-lite responder and the DTLS relay to the control plane in `ice/`.
 
 mod cache;
+mod extmap;
 mod feedback;
+mod ice;
 mod keyframe;
 mod rtx;
 mod session;
@@ -19,6 +21,7 @@ mod track;
 
 pub use cache::{CACHE_PACKET_MAX, CACHE_SLOTS};
 pub use feedback::FeedbackConfig;
+pub use ice::{IceCredentials, MAX_REMOTES_PER_SESSION, RouterEvent};
 pub use keyframe::is_keyframe;
 pub use session::NO_LAYER;
 pub use stats::RouterStats;
@@ -33,6 +36,7 @@ use crate::rtp::{ExtensionIds, RtpPacket};
 use crate::srtp::{Profile, SrtpContext, SrtpError};
 use bytes::Bytes;
 use feedback::{SessionFeedback, SubscriptionFeedback, TwccReceiver, TwccSender};
+use ice::{Ice, IceConfig};
 use session::{Session, Subscription};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -115,6 +119,9 @@ pub struct SubscribeConfig {
     pub layer: u8,
     /// Keep `layer` regardless of the bandwidth estimate.
     pub pinned: bool,
+    /// Publisher's header-extension id -> subscriber's id, applied to each forwarded
+    /// packet; an id mapped to 0 is blanked. `None` forwards the ids as they are.
+    pub ext_remap: Option<Box<[u8; 256]>>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +155,18 @@ pub enum RouterCommand {
         node: u32,
         layer: u8,
     },
+    /// Sent to every worker: a session's ICE credentials (a new session, or an ICE
+    /// restart).
+    AddIce(Box<IceCredentials>),
+    /// Sent to every worker: forgets the credentials and the remotes they validated.
+    RemoveIce(SessionId),
+    /// Sends `packet` as it is from the media socket (the control plane's DTLS records).
+    SendRaw {
+        dest: SocketAddr,
+        packet: Bytes,
+    },
+    /// Replies with a copy of the live counters.
+    Snapshot(crossbeam_channel::Sender<RouterStats>),
 }
 
 /// Messages between the routers of one node's workers.
@@ -182,6 +201,17 @@ pub struct RouterConfig {
     pub handoff_buffers: usize,
     /// Reports, congestion feedback, estimates and layer choice.
     pub feedback: FeedbackConfig,
+    /// Where ICE checks, DTLS records and consent expiry go. Sent without waiting: a
+    /// full channel drops and counts (`events_dropped`), as does `None`.
+    pub events: Option<crossbeam_channel::Sender<RouterEvent>>,
+    /// A validated remote is forgotten after this long without a valid check (RFC 7675
+    /// says 30 s).
+    pub consent_timeout: Micros,
+    /// STUN checks per second (and as many in a burst) this worker processes from
+    /// remotes that are neither ICE-validated nor an established session's.
+    pub handshake_rate: u32,
+    /// STUN checks and DTLS records per second (and burst) from each validated remote.
+    pub remote_handshake_rate: u32,
 }
 
 impl Default for RouterConfig {
@@ -191,6 +221,10 @@ impl Default for RouterConfig {
             tick: 50_000,
             handoff_buffers: 4096,
             feedback: FeedbackConfig::default(),
+            events: None,
+            consent_timeout: 30_000_000,
+            handshake_rate: 2000,
+            remote_handshake_rate: 200,
         }
     }
 }
@@ -207,6 +241,7 @@ pub struct Router {
     free_tracks: Vec<TrackIdx>,
     track_by_id: HashMap<TrackId, TrackIdx>,
     pool: BytesPool,
+    ice: Ice,
     stats: RouterStats,
     next_tick: Micros,
 }
@@ -216,6 +251,13 @@ impl Router {
         Self {
             worker,
             pool: BytesPool::new(config.handoff_buffers, SLOT_LEN),
+            ice: Ice::new(IceConfig {
+                worker,
+                events: config.events.clone(),
+                consent_timeout: config.consent_timeout,
+                handshake_rate: config.handshake_rate,
+                remote_handshake_rate: config.remote_handshake_rate,
+            }),
             config,
             sessions: Vec::new(),
             free_sessions: Vec::new(),
@@ -395,7 +437,7 @@ impl Router {
             return;
         };
         let payload_len = RtpPacket::parse(pkt).map_or(0, |p| p.payload().len());
-        // Subscriber sessions mostly share one extension id: find the element once.
+        // Subscriptions mostly share one source id: find the element once.
         let mut twcc_cache: (u8, Option<usize>) = (0, None);
         for &si in &track.subscribers {
             let Some(sess) = sessions[si].as_mut() else {
@@ -405,7 +447,6 @@ impl Router {
                 subscriptions,
                 srtp_out,
                 remote,
-                extensions,
                 feedback,
                 ..
             } = sess;
@@ -419,7 +460,7 @@ impl Router {
                 sub.layer = layer;
                 stats.layer_switches += 1;
             }
-            let id = extensions.transport_cc;
+            let id = sub.twcc_source;
             let twcc_at = match id {
                 _ if id == 0 || feedback.twcc_out.is_none() => None,
                 _ if twcc_cache.0 == id => twcc_cache.1,
@@ -532,7 +573,6 @@ impl Router {
             subscriptions,
             srtp_out,
             remote,
-            extensions,
             feedback,
             ..
         }) = sessions[si].as_mut()
@@ -552,7 +592,7 @@ impl Router {
             });
             match cached {
                 Some(pkt) => {
-                    let id = extensions.transport_cc;
+                    let id = sub.twcc_source;
                     let o = Outgoing {
                         pkt,
                         payload_len: RtpPacket::parse(pkt).map_or(0, |p| p.payload().len()),
@@ -767,6 +807,7 @@ impl Router {
             return;
         }
         let target = c.layer.min(track.layers.len().saturating_sub(1) as u8);
+        let twcc_id = sess.extensions.transport_cc;
         sess.subscriptions.push(Subscription {
             track: ti,
             ssrc: c.ssrc,
@@ -785,6 +826,11 @@ impl Router {
             target,
             pinned: c.pinned,
             fb: SubscriptionFeedback::default(),
+            twcc_source: c
+                .ext_remap
+                .as_deref()
+                .map_or(twcc_id, |m| extmap::source_id(m, twcc_id)),
+            ext_remap: c.ext_remap.clone(),
         });
         if sess.extensions.transport_cc != 0 && sess.feedback.twcc_out.is_none() {
             sess.feedback.twcc_out = Some(TwccSender::default());
@@ -944,6 +990,9 @@ fn forward(
             return None;
         }
         slot[..len].copy_from_slice(pkt);
+        if let Some(map) = &sub.ext_remap {
+            extmap::remap(&mut slot[..len], map);
+        }
         match sub.rewriter.rewrite(now, &mut slot[..len]) {
             Ok(Rewrite::Forward { seq, timestamp })
                 if retransmit.is_none_or(|want| want == seq) =>
@@ -1002,7 +1051,12 @@ impl PacketHandler for Router {
         match classify(buf) {
             PacketKind::Rtp => self.on_rtp(now, from, buf, out),
             PacketKind::Rtcp => self.on_rtcp(now, from, buf, out),
-            PacketKind::Stun | PacketKind::Dtls => self.stats.unhandled += 1,
+            PacketKind::Stun => {
+                let established = self.session_by_addr.contains_key(&from);
+                let (egress, stats) = (&mut out.egress, &mut self.stats);
+                self.ice.on_stun(now, from, buf, established, egress, stats);
+            }
+            PacketKind::Dtls => self.ice.on_dtls(now, from, buf, &mut self.stats),
             PacketKind::Unknown => self.stats.drop_malformed += 1,
         }
     }
@@ -1087,6 +1141,19 @@ impl PacketHandler for Router {
                     t.links.retain(|&l| l != (node, layer));
                 }
             }
+            RouterCommand::AddIce(c) => self.ice.add(&c),
+            RouterCommand::RemoveIce(id) => self.ice.remove(id),
+            RouterCommand::SendRaw { dest, packet } => {
+                if out.egress.push_copy(dest, &packet) {
+                    self.stats.raw_out += 1;
+                } else {
+                    self.stats.drop_egress += 1;
+                }
+            }
+            RouterCommand::Snapshot(reply) => {
+                // The asker may have given up waiting; nothing to do then.
+                let _ = reply.try_send(self.stats);
+            }
         }
     }
 
@@ -1099,6 +1166,7 @@ impl PacketHandler for Router {
         self.choose_layers(now);
         self.chase_keyframes(now, out);
         self.send_feedback(now, out);
+        self.ice.expire(now, &mut self.stats);
     }
 
     fn poll_timeout(&self) -> Option<Micros> {

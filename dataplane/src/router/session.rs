@@ -24,6 +24,12 @@ pub struct Subscription {
     /// Fixed by command (tests, benchmarks); the estimate does not move it.
     pub pinned: bool,
     pub fb: SubscriptionFeedback,
+    /// Publisher's extension id -> ours ([`super::SubscribeConfig::ext_remap`]).
+    pub ext_remap: Option<Box<[u8; 256]>>,
+    /// The publisher's id of the element that carries the transport-wide sequence number
+    /// this subscriber's session negotiated (0: none): its offset in the publisher's
+    /// packet is where our own number is stamped, remapping moves no bytes.
+    pub twcc_source: u8,
 }
 
 #[derive(Debug)]

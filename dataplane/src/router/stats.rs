@@ -16,8 +16,25 @@ pub struct RouterStats {
     pub receiver_reports: u64,
     pub sender_reports: u64,
     pub twcc_feedback: u64,
-    /// STUN and DTLS that reached the router without an ICE/DTLS handler attached.
+    /// STUN messages other than binding requests (indications, stray responses).
     pub unhandled: u64,
+    /// STUN datagrams received (every one, before the rate limit).
+    pub stun_in: u64,
+    /// Binding success responses sent.
+    pub ice_responses: u64,
+    /// Checks refused: bad fingerprint, no or unknown ufrag, bad integrity (answered
+    /// 401), the other side's ufrag not the offer's, too many remotes for one session.
+    pub stun_rejected: u64,
+    /// DTLS datagrams received (every one).
+    pub dtls_in: u64,
+    /// DTLS from a remote that is not ICE-validated: dropped.
+    pub dtls_unknown: u64,
+    /// Raw datagrams (the control plane's DTLS records) sent.
+    pub raw_out: u64,
+    /// STUN and DTLS over the handshake rate limits.
+    pub drop_rate_limited: u64,
+    /// Events the control plane's channel had no room for (or no channel).
+    pub events_dropped: u64,
     pub drop_unknown_session: u64,
     pub drop_srtp_auth: u64,
     pub drop_replay: u64,

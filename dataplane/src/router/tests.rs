@@ -209,6 +209,7 @@ pub(crate) mod harness {
             initial_ts: 7,
             layer,
             pinned: true,
+            ext_remap: None,
         }
     }
 }
@@ -517,4 +518,101 @@ fn cross_worker_subscriber_gets_handoff_and_interest_is_tracked() {
     let pkt = publisher.rtp(VIDEO_PT, 1000, 2, 0, &vp8(1, true, false));
     home.send(&publisher, pkt);
     assert!(home.out.handoffs.is_empty());
+}
+
+/// A plaintext RTP packet with the given extension block (profile word and body).
+fn with_extensions(peer: &mut Peer, seq: u16, profile: u16, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x90, VIDEO_PT];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(3000 * u32::from(seq)).to_be_bytes());
+    p.extend_from_slice(&1000u32.to_be_bytes());
+    p.extend_from_slice(&profile.to_be_bytes());
+    p.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
+    p.extend_from_slice(body);
+    p.extend_from_slice(&vp8(seq, true, seq == 0));
+    let len = p.len();
+    p.resize(len + 64, 0);
+    let n = peer.tx.protect_rtp(&mut p, len).unwrap();
+    p.truncate(n);
+    p
+}
+
+#[test]
+fn extension_ids_are_remapped_per_subscriber_and_twcc_is_stamped_under_the_new_id() {
+    let mut h = Harness::new();
+    let (mut publisher, mut sub, mut plain) =
+        (Peer::new(1, 5001), Peer::new(2, 5002), Peer::new(3, 5003));
+    publisher.config.extensions.transport_cc = 5;
+    sub.config.extensions.transport_cc = 9;
+    plain.config.extensions.transport_cc = 5;
+    for p in [&publisher, &sub, &plain] {
+        h.add(p);
+    }
+    h.command(RouterCommand::AddTrack(Box::new(video_track(
+        9,
+        1,
+        &[1000],
+    ))));
+    let mut map: Box<[u8; 256]> = Box::new(std::array::from_fn(|i| i as u8));
+    (map[1], map[3], map[5], map[8], map[20]) = (4, 6, 9, 14, 200);
+    h.command(RouterCommand::Subscribe(SubscribeConfig {
+        ext_remap: Some(map),
+        ..subscribe(2, 9, 0xABC0, 0)
+    }));
+    // Ids as the publisher sent them: no map.
+    h.command(RouterCommand::Subscribe(subscribe(3, 9, 0xDEF0, 0)));
+
+    // One-byte form: mid 1 = "m", 3 = level, 5 = TWCC 0x1388, 8 = something else.
+    let one = [0x10, b'm', 0x30, 0x7f, 0x51, 0x13, 0x88, 0x82, 1, 2, 3, 0];
+    // Two-byte form (profile 0x1000): 5 = TWCC 0x1389, 20 = two bytes.
+    let two = [5, 2, 0x13, 0x89, 20, 2, 0xaa, 0xbb];
+    let first = with_extensions(&mut publisher, 0, 0xbede, &one);
+    h.send(&publisher, first);
+    let second = with_extensions(&mut publisher, 1, 0x1000, &two);
+    h.send(&publisher, second);
+
+    let elements = |peer: &mut Peer, d: Vec<u8>| {
+        let mut d = d;
+        let n = peer.rx.unprotect_rtp(&mut d).unwrap();
+        let p = RtpPacket::parse(&d[..n]).unwrap();
+        assert_eq!(p.payload()[5..], [1, 2, 3], "the payload is intact");
+        p.extensions()
+            .map(|e| e.map(|e| (e.id, e.data.to_vec())).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let got: Vec<_> = h
+        .take(&sub)
+        .into_iter()
+        .map(|d| elements(&mut sub, d))
+        .collect();
+    // The subscriber's own transport numbers, 0 and 1, under its id 9.
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                (4, b"m".to_vec()),
+                (6, vec![0x7f]),
+                (9, vec![0, 0]),
+                (14, vec![1, 2, 3]),
+            ],
+            vec![(9, vec![0, 1]), (200, vec![0xaa, 0xbb])],
+        ]
+    );
+    let unmapped: Vec<_> = h
+        .take(&plain)
+        .into_iter()
+        .map(|d| elements(&mut plain, d))
+        .collect();
+    assert_eq!(
+        unmapped,
+        vec![
+            vec![
+                (1, b"m".to_vec()),
+                (3, vec![0x7f]),
+                (5, vec![0, 0]),
+                (8, vec![1, 2, 3]),
+            ],
+            vec![(5, vec![0, 1]), (20, vec![0xaa, 0xbb])],
+        ]
+    );
 }
