@@ -259,6 +259,7 @@ pub fn start(topology: &Topology, opts: &NodeOptions) -> io::Result<Box<dyn Node
                     initial_ts: s.initial_ts,
                     layer: 0,
                     pinned: true,
+                    ext_remap: None,
                 })
                 .map_err(err)?;
             }
