@@ -277,6 +277,11 @@ async def run(args):
             pub.report["publisher_id"] = publisher_id
             await pub.wait_connected(args.connect_timeout)
             log("publisher connected", publisher_id=publisher_id)
+            status, _, body = await asyncio.to_thread(http, "GET", f"{args.base}/rooms/{args.room}", None, args.token)
+            try:
+                pub.report["room_listing"] = {"status": status, "body": json.loads(body)}
+            except ValueError:
+                pub.report["room_listing"] = {"status": status, "body": body[:500]}
 
         sub = Peer("subscriber")
         counts = {"video_frames": 0, "audio_frames": 0}
