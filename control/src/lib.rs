@@ -4,3 +4,5 @@
 
 pub mod client;
 pub mod dtls;
+pub mod auth;
+pub mod config;
