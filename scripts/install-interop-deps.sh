@@ -20,6 +20,7 @@ apt_packages=(
     python3-gi
     python3-venv
     iproute2
+    openssl
     chromium
 )
 
