@@ -6,3 +6,4 @@ pub mod client;
 pub mod dtls;
 pub mod auth;
 pub mod config;
+pub mod demo;
