@@ -7,3 +7,4 @@ pub mod dtls;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod sdp;
