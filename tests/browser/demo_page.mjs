@@ -1,6 +1,7 @@
 // Two Chromiums open the demo page on the same room and press Join; each must end up
 // showing the other's video, decoded. Then one presses Leave and the other must drop its
 // tile. Usage: node demo_page.mjs <base_url>
+// SLUICE_BROWSER_SCREENSHOTS=<dir> saves what each page shows once both see each other.
 
 import { check, log, MEDIA_TIMEOUT_MS, poll, roomListing, runScript } from './lib.mjs';
 
@@ -65,6 +66,13 @@ runScript('demo_page', async ({ base, launch, diagnose }) => {
     state.done = sees(sx, sy) && sees(sy, sx);
     return state;
   });
+  if (process.env.SLUICE_BROWSER_SCREENSHOTS) {
+    for (const b of [x, y]) {
+      const path = `${process.env.SLUICE_BROWSER_SCREENSHOTS}/demo-${b.name}.png`;
+      await b.page.screenshot({ path });
+      log(`screenshot: ${path}`);
+    }
+  }
   for (const [name, s] of [['x', both.x], ['y', both.y]]) {
     check(!s.watching[s.publisherId], `${name} watches itself`, s);
     check(Object.keys(s.watching).length === 1 && s.tiles === 1, `${name} shows other tiles than the one peer`, s);

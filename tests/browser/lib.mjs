@@ -26,6 +26,9 @@ const CHROMIUM_FLAGS = [
   '--disable-component-update',
   '--disable-sync',
   '--no-first-run',
+  // The watching pages play what they receive without a click (audio is decoded only
+  // for a playing sink).
+  '--autoplay-policy=no-user-gesture-required',
 ];
 
 const STATS_JS = join(dirname(fileURLToPath(import.meta.url)), 'stats.js');

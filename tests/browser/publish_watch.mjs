@@ -51,7 +51,7 @@ async function publishInPage(room) {
   };
   if (response.status !== 201) return { ...result, error: body.trim() };
   result.location = result.location && new URL(result.location, response.url).href;
-  result.answer = body.split(/\r?\n/).filter((l) => /^(m=|a=(rid|simulcast|rtpmap|ice-lite|setup|candidate|mid|group))/.test(l));
+  result.answer = body.split(/\r?\n/).filter((l) => /^(m=|a=(rid|simulcast|rtpmap|rtcp-fb|extmap|ice-lite|setup|candidate|mid|group))/.test(l));
   try {
     await pc.setRemoteDescription({ type: 'answer', sdp: body });
   } catch (e) {
@@ -66,6 +66,15 @@ async function watchInPage({ room, publisherId }) {
   window.__pc = pc;
   pc.addTransceiver('audio', { direction: 'recvonly' });
   pc.addTransceiver('video', { direction: 'recvonly' });
+  // Chromium decodes audio only for a playing sink (totalSamplesReceived stays 0 without).
+  const media = document.createElement('video');
+  media.autoplay = true;
+  media.srcObject = new MediaStream();
+  document.body.append(media);
+  pc.addEventListener('track', (e) => {
+    media.srcObject.addTrack(e.track);
+    media.play().catch((err) => console.error(`play: ${err.message}`));
+  });
   await pc.setLocalDescription();
   await new Promise((resolve) => {
     if (pc.iceGatheringState === 'complete') return resolve();
@@ -85,7 +94,7 @@ async function watchInPage({ room, publisherId }) {
   };
   if (response.status !== 201) return { ...result, error: body.trim() };
   result.location = result.location && new URL(result.location, response.url).href;
-  result.answer = body.split(/\r?\n/).filter((l) => /^(m=|a=(rtpmap|ice-lite|setup|candidate|mid|group|ssrc))/.test(l));
+  result.answer = body.split(/\r?\n/).filter((l) => /^(m=|a=(rtpmap|rtcp-fb|extmap|ice-lite|setup|candidate|mid|group|ssrc))/.test(l));
   try {
     await pc.setRemoteDescription({ type: 'answer', sdp: body });
   } catch (e) {
