@@ -2,9 +2,12 @@
 //! offer/answer, DTLS-SRTP handshakes and the glue that installs sessions in the media
 //! plane. The `sluice` binary is a thin CLI over it.
 
-pub mod client;
-pub mod dtls;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod demo;
+pub mod dtls;
+pub mod http;
+pub mod node;
+pub mod rooms;
 pub mod sdp;

@@ -1,5 +1,4 @@
-//! The `sluice` binary. The node itself (`sluice node`) lands with the edge-node work;
-//! today it runs the benchmarks that exist.
+//! The `sluice` binary: run a node, mint tokens for it, run the benchmarks.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -14,6 +13,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Run an edge node: WHIP/WHEP signaling over HTTP, media over one UDP port. With no
+    /// options it serves http://127.0.0.1:8080/ (a demo page) and media on loopback.
+    Node(Box<sluice_control::config::NodeArgs>),
+    /// Mint a Bearer token (JWT) granting publish and/or subscribe in a room.
+    Token(sluice_control::auth::TokenArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(Bench),
@@ -106,6 +110,17 @@ fn common_args(json: Option<PathBuf>, quick: bool) -> Vec<std::ffi::OsString> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Cmd::Node(args) => run_node(&args),
+        Cmd::Token(args) => match sluice_control::auth::run_token_command(&args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice token: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Bench(Bench::State { json, quick, seeds }) => {
             let mut args = common_args(json, quick);
             if let Some(n) = seeds {
@@ -118,6 +133,60 @@ fn main() -> ExitCode {
             let mut args = common_args(json, quick);
             args.extend(extra.into_iter().map(Into::into));
             run_bench("dataplane", "dataplane-bench", args)
+        }
+    }
+}
+
+fn run_node(args: &sluice_control::config::NodeArgs) -> ExitCode {
+    let config = match sluice_control::config::NodeConfig::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    config.init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice-control")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice node: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let node = match sluice_control::node::Node::start(config).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("cannot start: {e:#}");
+                eprintln!("sluice node: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("sluice node listening on {}/", node.base_url());
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        node.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Ctrl-C or SIGTERM (what systemd sends).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -1,0 +1,148 @@
+//! WHIP and WHEP resources (RFC 9725 and its WHEP sibling): POST an offer, get an answer
+//! and a resource URL; DELETE the URL to leave; PATCH it for trickle ICE.
+
+use super::ApiError;
+use crate::auth::Action;
+use crate::node::{Posted, Shared};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+const SDP: &str = "application/sdp";
+const TRICKLE: &str = "application/trickle-ice-sdpfrag";
+
+fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+}
+
+/// The checks every POST shares: who may do it, and that the body is an offer.
+fn admit(
+    shared: &Shared,
+    headers: &HeaderMap,
+    room: &str,
+    action: Action,
+    body: &str,
+) -> Result<(), ApiError> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    shared.auth.authorize(auth, room, action)?;
+    if !content_type_is(headers, SDP) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the offer must be sent as Content-Type: application/sdp",
+        ));
+    }
+    if body.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty SDP offer"));
+    }
+    Ok(())
+}
+
+fn created(shared: &Shared, posted: Posted) -> Response {
+    let location = format!("{}/resources/{}", shared.public_url, posted.resource);
+    let mut resp = (StatusCode::CREATED, posted.answer).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert("accept-patch", HeaderValue::from_static(TRICKLE));
+    if let Some(id) = posted.publisher_id
+        && let Ok(v) = HeaderValue::from_str(&id)
+    {
+        h.insert("x-publisher-id", v);
+    }
+    resp
+}
+
+pub async fn publish(
+    State(shared): State<Arc<Shared>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    admit(&shared, &headers, &room, Action::Publish, &body)?;
+    let posted = shared.post_publish(&room, &body)?;
+    Ok(created(&shared, posted))
+}
+
+pub async fn subscribe(
+    State(shared): State<Arc<Shared>>,
+    Path((room, publisher)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    admit(&shared, &headers, &room, Action::Subscribe, &body)?;
+    let posted = shared.post_subscribe(&room, Some(&publisher), &body)?;
+    Ok(created(&shared, posted))
+}
+
+pub async fn subscribe_latest(
+    State(shared): State<Arc<Shared>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    admit(&shared, &headers, &room, Action::Subscribe, &body)?;
+    let posted = shared.post_subscribe(&room, None, &body)?;
+    Ok(created(&shared, posted))
+}
+
+/// The resource URL is the capability: whoever got it from the POST may end it.
+pub async fn delete(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if shared.close_resource(&id, "DELETE") {
+        Ok(StatusCode::OK)
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "unknown resource"))
+    }
+}
+
+/// Trickle ICE. The node is ICE-lite and learns client addresses from their checks
+/// (peer-reflexive), so trickled candidates need no action: 204. An ICE restart (a new
+/// ufrag) is not supported: 422, as RFC 9725 section 4.3.2 allows.
+pub async fn patch(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<StatusCode, ApiError> {
+    let Some(ufrag) = shared.resource_ufrag(&id) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown resource"));
+    };
+    if !content_type_is(&headers, TRICKLE) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "PATCH takes Content-Type: application/trickle-ice-sdpfrag",
+        ));
+    }
+    let restart = body
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .any(|u| u.trim() != ufrag);
+    if restart {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ICE restart is not supported; POST a new offer",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A plain OPTIONS (not a CORS preflight, which the CORS layer answers) tells a WHIP
+/// client what it may POST or PATCH.
+pub async fn options() -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    h.insert("accept-post", HeaderValue::from_static(SDP));
+    h.insert("accept-patch", HeaderValue::from_static(TRICKLE));
+    resp
+}

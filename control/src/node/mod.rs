@@ -1,0 +1,230 @@
+//! An edge node: the media workers, the HTTP signaling server, and the sessions that
+//! connect them. `Node::start` is what `sluice node` runs and what the integration tests
+//! start in-process.
+
+mod media;
+mod peer;
+mod sessions;
+
+pub use peer::{Peer, PeerState, Role};
+pub use sessions::{PostError, Posted};
+
+use crate::auth::Authenticator;
+use crate::config::{Driver, NodeConfig};
+use crate::dtls::DtlsIdentity;
+use crate::rooms::Rooms;
+use anyhow::Context;
+use media::Media;
+use sluice_dataplane::driver::{DriverConfig, DriverKind};
+use sluice_dataplane::router::{RouterConfig, RouterStats, SessionId};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Everything the HTTP handlers and the event loop share.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: NodeConfig,
+    pub auth: Authenticator,
+    pub identity: Arc<DtlsIdentity>,
+    pub candidates: Vec<SocketAddr>,
+    /// Base of the `Location` URLs handed to clients.
+    pub public_url: String,
+    media: Media,
+    rooms: Mutex<Rooms>,
+    peers: Mutex<Peers>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct Peers {
+    by_session: HashMap<SessionId, Peer>,
+    by_resource: HashMap<String, SessionId>,
+}
+
+impl Shared {
+    pub fn rooms(&self) -> MutexGuard<'_, Rooms> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn peers(&self) -> MutexGuard<'_, Peers> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    shared: Arc<Shared>,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        config.validate().context("invalid configuration")?;
+        let auth = Authenticator::from_config(&config.auth)
+            .map_err(|e| anyhow::anyhow!("auth configuration: {e}"))?;
+        if auth.is_open() {
+            tracing::warn!(
+                "no auth keys configured: anyone who can reach this node may publish and subscribe"
+            );
+        }
+        let identity =
+            Arc::new(DtlsIdentity::generate().context("generating the DTLS certificate")?);
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let media = Media::start(driver_config(&config), router_config(&config), ev_tx)
+            .with_context(|| format!("starting media workers on {}", config.media.bind))?;
+        let media_addr = media.local_addr();
+        let candidates = if config.media.announce.is_empty() {
+            vec![media_addr]
+        } else {
+            config
+                .media
+                .announce
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, media_addr.port()))
+                .collect()
+        };
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+        let http_addr = listener.local_addr()?;
+        let public_url = config
+            .http
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{http_addr}"))
+            .trim_end_matches('/')
+            .to_owned();
+        tracing::info!(
+            http = %http_addr,
+            media = %media_addr,
+            workers = media.workers(),
+            driver = ?media.lock().driver(),
+            candidates = ?candidates,
+            region = %config.node.region,
+            "node started"
+        );
+        let shared = Arc::new(Shared {
+            config,
+            auth,
+            identity,
+            candidates,
+            public_url,
+            media,
+            rooms: Mutex::new(Rooms::default()),
+            peers: Mutex::new(Peers::default()),
+            next_id: AtomicU64::new(1),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let app = crate::http::router(shared.clone());
+        let mut http_stop = stop_rx.clone();
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        let events = tokio::spawn(sessions::run_events(Arc::downgrade(&shared), ev_rx));
+        let reaper = tokio::spawn(sessions::run_reaper(
+            Arc::downgrade(&shared),
+            stop_rx.clone(),
+        ));
+        Ok(Node {
+            shared,
+            http_addr,
+            stop,
+            tasks: vec![http, events, reaper],
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn media_addr(&self) -> SocketAddr {
+        self.shared.media.local_addr()
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Live counters of every worker's router.
+    pub fn router_stats(&self) -> Vec<RouterStats> {
+        self.shared.media.router_stats()
+    }
+
+    /// Sessions (publishers and subscribers, connecting or connected) on this node.
+    pub fn peer_count(&self) -> usize {
+        self.shared.peers().by_session.len()
+    }
+
+    /// Ends every session, stops serving, and returns the workers' final counters.
+    pub async fn shutdown(self) -> Vec<RouterStats> {
+        let _ = self.stop.send(true);
+        let resources: Vec<String> = self.shared.peers().by_resource.keys().cloned().collect();
+        for r in resources {
+            self.shared.close_resource(&r, "node shutting down");
+        }
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let shared = match Arc::try_unwrap(self.shared) {
+            Ok(s) => s,
+            Err(shared) => {
+                // A handshake task still holds a reference; give it a moment to notice.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match Arc::try_unwrap(shared) {
+                    Ok(s) => s,
+                    Err(shared) => return shared.media.router_stats(),
+                }
+            }
+        };
+        shared.media.shutdown().unwrap_or_default()
+    }
+}
+
+fn driver_config(config: &NodeConfig) -> DriverConfig {
+    let m = &config.media;
+    let defaults = DriverConfig::default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    DriverConfig {
+        bind: m.bind,
+        workers: if m.workers == 0 { cores } else { m.workers },
+        pin_cores: m.pin_cores.then(|| (0..cores).collect()),
+        kind: match m.driver {
+            Driver::Auto => DriverKind::Auto,
+            Driver::Uring => DriverKind::Uring,
+            Driver::Mmsg => DriverKind::Mmsg,
+        },
+        socket_buffer: if m.socket_buffer == 0 {
+            defaults.socket_buffer
+        } else {
+            m.socket_buffer
+        },
+        ..defaults
+    }
+}
+
+fn router_config(config: &NodeConfig) -> RouterConfig {
+    let l = &config.limits;
+    RouterConfig {
+        consent_timeout: l.consent_timeout_secs.saturating_mul(1_000_000),
+        handshake_rate: l.handshake_rate,
+        ..RouterConfig::default()
+    }
+}
