@@ -9,9 +9,8 @@ use sluice_dataplane::srtp::Profile;
 /// The RFC 5705 exporter label for DTLS-SRTP.
 pub const EXPORTER_LABEL: &str = "EXTRACTOR-dtls_srtp";
 
-/// What we offer (as client) and accept (as server), most preferred first. The `dtls`
-/// crate's server picks the first of the *client's* list that it supports, so against a
-/// browser the browser's order decides; both are fine, GCM is cheaper per packet.
+/// What we offer (as client) and accept (as server), most preferred first: GCM is
+/// cheaper per packet. The server enforces this order itself (see `hello.rs`).
 pub(super) const OFFERED: [SrtpProtectionProfile; 2] = [
     SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
     SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,

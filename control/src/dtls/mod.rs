@@ -14,6 +14,7 @@
 //! [`DtlsSession`] returned keeps the association alive (close_notify, peer close,
 //! answers to a retransmitted final flight).
 
+mod hello;
 mod identity;
 mod keys;
 mod session;
@@ -29,6 +30,7 @@ pub use session::{CloseReason, DtlsSession};
 use bytes::Bytes;
 use dtls::config::{ClientAuthType, Config, ExtendedMasterSecretType};
 use dtls::conn::DTLSConn;
+use dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -102,6 +104,29 @@ pub async fn connect(
     .await
 }
 
+/// Waits for the client's first record and picks the SRTP profiles to accept from it;
+/// the record is then replayed to the handshake in front of the rest.
+async fn peek_profiles(
+    mut incoming: mpsc::Receiver<Bytes>,
+    timeout: Duration,
+) -> Result<(mpsc::Receiver<Bytes>, Vec<SrtpProtectionProfile>), DtlsError> {
+    let first = tokio::time::timeout(timeout, incoming.recv())
+        .await
+        .map_err(|_| DtlsError::Timeout)?
+        .ok_or_else(|| DtlsError::Handshake("channel closed before the ClientHello".into()))?;
+    let profiles = hello::server_profiles(&first);
+    let (tx, rx) = mpsc::channel(incoming.max_capacity().max(1));
+    let _ = tx.try_send(first);
+    tokio::spawn(async move {
+        while let Some(p) = incoming.recv().await {
+            if tx.send(p).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok((rx, profiles))
+}
+
 pub(crate) async fn handshake(
     is_client: bool,
     identity: &DtlsIdentity,
@@ -114,9 +139,14 @@ pub(crate) async fn handshake(
     // Refuse an unusable fingerprint before talking to anyone.
     expected.validate()?;
     let mismatch = Arc::new(AtomicBool::new(false));
+    let (incoming, profiles) = if is_client {
+        (incoming, keys::OFFERED.to_vec())
+    } else {
+        peek_profiles(incoming, timeout).await?
+    };
     let config = Config {
         certificates: vec![identity.certificate().clone()],
-        srtp_protection_profiles: keys::OFFERED.to_vec(),
+        srtp_protection_profiles: profiles,
         client_auth: ClientAuthType::RequireAnyClientCert,
         extended_master_secret: ExtendedMasterSecretType::Require,
         // Identity is the SDP fingerprint, checked below; there is no CA chain.
