@@ -1011,3 +1011,105 @@ fn extension_directions_are_mirrored() {
     );
     assert_eq!(answer.extensions.abs_send_time, 0);
 }
+
+// Offers captured from the real clients (CRLF as sent): GStreamer 1.22 webrtcbin, aiortc
+// 1.16, Chromium 156.
+const CAPTURED_GSTREAMER: &str =
+    include_str!("fixtures/captured-gstreamer-1.22-webrtcbin-whip.sdp");
+const CAPTURED_AIORTC_WHIP: &str = include_str!("fixtures/captured-aiortc-1.16-whip.sdp");
+const CAPTURED_AIORTC_WHEP: &str = include_str!("fixtures/captured-aiortc-1.16-whep.sdp");
+const CAPTURED_CHROMIUM_WHEP: &str = include_str!("fixtures/captured-chromium-156-whep.sdp");
+
+fn parse_captured(text: &str) -> Offer {
+    assert!(text.contains("\r\n"));
+    parse_offer(text).unwrap_or_else(|e| panic!("offer rejected: {e}"))
+}
+
+#[test]
+fn captured_gstreamer_whip_with_bundle_only_audio() {
+    let offer = parse_captured(CAPTURED_GSTREAMER);
+    assert_eq!((offer.media[1].port, offer.media[1].bundle_only), (0, true));
+    let answer = answer_publish(&offer, &local()).unwrap();
+    let d = check_answer(&answer.sdp, &offer);
+    assert_eq!(session_attrs(&d, "group"), ["BUNDLE video0 audio1"]);
+    let video = &d.media_descriptions[0];
+    assert_eq!(formats(video), [96], "no RTX offered");
+    assert_eq!(rtcp_fb(video, 96), ["nack pli", "ccm fir", "transport-cc"]);
+    let audio = &d.media_descriptions[1];
+    assert_eq!(audio.media_name.port.value, 9, "bundle-only is accepted");
+    assert_eq!(direction(audio), "recvonly");
+    assert_eq!(
+        fmtp(audio, 111).as_deref(),
+        Some("sprop-stereo=1;sprop-maxcapturerate=48000")
+    );
+    assert_eq!(answer.extensions.transport_cc, 3);
+    assert_eq!(answer.extensions.mid, 0);
+    let ssrcs: Vec<Option<u32>> = answer.tracks.iter().map(|t| t.layers[0].ssrc).collect();
+    assert_eq!(ssrcs, [Some(4014707504), Some(2019889411)]);
+    assert_eq!(answer.tracks[0].rtx_payload_type, None);
+}
+
+#[test]
+fn captured_aiortc_whip_and_whep() {
+    let offer = parse_captured(CAPTURED_AIORTC_WHIP);
+    let answer = answer_publish(&offer, &local()).unwrap();
+    let d = check_answer(&answer.sdp, &offer);
+    assert_eq!(formats(&d.media_descriptions[0]), [97, 98]);
+    assert_eq!(formats(&d.media_descriptions[1]), [96]);
+    let v = &answer.tracks[0];
+    assert_eq!((v.mid.as_str(), v.codec.codec), ("0", Codec::Vp8));
+    assert_eq!(
+        (v.layers[0].ssrc, v.layers[0].rtx_ssrc),
+        (Some(3546478280), Some(661081142))
+    );
+    assert_eq!(answer.tracks[1].layers[0].ssrc, Some(3556062937));
+
+    let offer = parse_captured(CAPTURED_AIORTC_WHEP);
+    let answer = answer_subscribe(&offer, &local(), &chrome_sources()).unwrap();
+    let d = check_answer(&answer.sdp, &offer);
+    assert_eq!(direction(&d.media_descriptions[0]), "sendonly");
+    assert_eq!(direction(&d.media_descriptions[1]), "sendonly");
+    let subs: Vec<(u64, &str, u8)> = answer
+        .subscriptions
+        .iter()
+        .map(|s| (s.track_id, s.mid.as_str(), s.payload_type))
+        .collect();
+    assert_eq!(
+        subs,
+        [(1001, "0", 97), (1000, "1", 96)],
+        "sources matched by kind"
+    );
+    assert_eq!(answer.subscriptions[0].rtx.map(|r| r.1), Some(98));
+}
+
+#[test]
+fn captured_chromium_whep() {
+    let offer = parse_captured(CAPTURED_CHROMIUM_WHEP);
+    let answer = answer_subscribe(&offer, &local(), &chrome_sources()).unwrap();
+    let d = check_answer(&answer.sdp, &offer);
+    let video = &d.media_descriptions[0];
+    assert_eq!(formats(video), [96, 97]);
+    assert_eq!(
+        extmaps(video),
+        [
+            format!("2 {URI_ABS_SEND_TIME}"),
+            format!("4 {URI_TRANSPORT_CC}")
+        ]
+    );
+    let audio = &d.media_descriptions[1];
+    assert_eq!(formats(audio), [111]);
+    assert_eq!(
+        extmaps(audio),
+        [
+            format!("14 {URI_AUDIO_LEVEL}"),
+            format!("2 {URI_ABS_SEND_TIME}"),
+            format!("4 {URI_TRANSPORT_CC}"),
+        ]
+    );
+    // Publisher (Chrome WHIP fixture) 1 audio level, 2 abs-send-time, 3 TWCC, 4 mid:
+    // here 14, 2, 4 and, for mid, 1 (the lowest id this answer leaves unused).
+    let audio_sub = answer.subscriptions.iter().find(|s| s.mid == "1").unwrap();
+    let map = &audio_sub.ext_remap;
+    assert_eq!((map[1], map[2], map[3], map[4]), (14, 2, 4, 1));
+    assert_eq!((map[10], map[11]), (1, 1));
+}
