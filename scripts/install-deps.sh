@@ -33,3 +33,6 @@ if [ ! -d "$browser_dir/node_modules/playwright-core" ]; then
     echo "installing the browser tests' node modules"
     (cd "$browser_dir" && npm ci --no-audit --no-fund)
 fi
+
+# Interop tests (tests/tests/interop.rs): GStreamer webrtcbin and aiortc.
+"$(dirname "$0")/install-interop-deps.sh"
