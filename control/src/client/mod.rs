@@ -1,1 +1,196 @@
-//! WebRTC test client (WHIP/WHEP) without a browser.
+//! A WebRTC client without a browser, for integration tests and the load generator.
+//!
+//! [`publish`] and [`subscribe`] do what a browser does against a WHIP/WHEP endpoint:
+//! write an offer (Chromium's shape: BUNDLE, rtcp-mux, Opus 111, VP8 96, optional
+//! three-layer simulcast with rids `q`, `h`, `f`), POST it, read the answer, run ICE as
+//! the controlling full agent against the node's ICE-lite candidate (checks with
+//! USE-CANDIDATE, retransmitted until answered, consent checks every ~5 s), complete
+//! DTLS-SRTP ([`crate::dtls`]), then send or receive SRTP with the dataplane's
+//! `SrtpContext`.
+//!
+//! - A [`Publisher`] sends audio packets and one-packet VP8 frames (RFC 7741 descriptor,
+//!   so keyframes are detectable) with the mid, rid and transport-cc header extensions,
+//!   sends sender reports, and answers NACKs from a short history.
+//! - A [`Subscriber`] decrypts everything, tracks each SSRC's sequence continuity
+//!   ([`StreamStats`]), keeps payloads for verification, unwraps RTX, and sends receiver
+//!   reports, NACKs and (on request) PLIs.
+//!
+//! A non-201 answer to the POST is [`ClientError::Http`] with the status and body.
+//!
+//! The module is layered as elsewhere: `offer`, `answer`, `ice`, `rtp` and `stats` are
+//! sans-IO; `transport`, `publisher`, `subscriber` and `http` drive them with tokio.
+
+mod answer;
+mod http;
+mod ice;
+mod offer;
+mod publisher;
+mod rtp;
+mod stats;
+mod subscriber;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+pub use answer::{Answer, AnswerMedia};
+pub use ice::{IceState, IceStats};
+pub use offer::SIMULCAST_RIDS;
+pub use publisher::{Publisher, PublisherStats, SentStream};
+pub use rtp::{vp8_data, vp8_payload};
+pub use stats::{Arrival, RtcpCounts, StreamStats};
+pub use subscriber::{ReceivedPacket, Subscriber, SubscriberStats};
+
+use crate::dtls::{DtlsError, DtlsIdentity};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The key type of the client's DTLS certificate.
+///
+/// There is no RSA: the `dtls` crate refuses RSA keys for its own certificate. The node
+/// accepts RSA peers (tested with `openssl s_client` in `crate::dtls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertificateKind {
+    /// ECDSA P-256, what browsers use.
+    #[default]
+    Ecdsa,
+    Ed25519,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub audio: bool,
+    pub video: bool,
+    /// Publish three VP8 layers with rids q, h, f (lowest first).
+    pub simulcast: bool,
+    pub certificate: CertificateKind,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Address of the client's UDP socket (port chosen by the OS).
+    pub bind: IpAddr,
+    /// For ICE and then DTLS to complete, together.
+    pub timeout: Duration,
+    /// Received packets kept per SSRC for [`Subscriber::packets`].
+    pub keep_payloads: usize,
+    /// How often reports (SR/RR, and NACKs) go out.
+    pub rtcp_interval: Duration,
+    /// Whether a subscriber NACKs missing packets.
+    pub nack: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            audio: true,
+            video: true,
+            simulcast: false,
+            certificate: CertificateKind::Ecdsa,
+            token: None,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            timeout: Duration::from_secs(10),
+            keep_payloads: 10_000,
+            rtcp_interval: Duration::from_millis(500),
+            nack: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The POST (or DELETE) got a status other than the expected one.
+    #[error("HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("HTTP request failed: {0}")]
+    Request(String),
+    #[error("unusable answer: {0}")]
+    Answer(String),
+    #[error("ICE failed: {0}")]
+    Ice(String),
+    #[error("ICE timed out: no answer to our connectivity checks")]
+    IceTimeout,
+    #[error(transparent)]
+    Dtls(#[from] DtlsError),
+    #[error("SRTP: {0}")]
+    Srtp(String),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Options(String),
+    #[error("condition not met in time; last stats: {0}")]
+    WaitTimeout(String),
+}
+
+impl ClientError {
+    /// The HTTP status of an [`ClientError::Http`] error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Publishes to `room` at `base_url` (POST `{base_url}/whip/{room}`).
+pub async fn publish(
+    base_url: &str,
+    room: &str,
+    opts: &ClientOptions,
+) -> Result<Publisher, ClientError> {
+    Publisher::start(base_url, room, opts).await
+}
+
+/// Subscribes to `room` (POST `{base_url}/whep/{room}`, or `.../{publisher_id}` to pick
+/// one publisher).
+pub async fn subscribe(
+    base_url: &str,
+    room: &str,
+    publisher_id: Option<&str>,
+    opts: &ClientOptions,
+) -> Result<Subscriber, ClientError> {
+    Subscriber::start(base_url, room, publisher_id, opts).await
+}
+
+/// Our per-session ICE credentials and DTLS identity.
+struct Credentials {
+    ufrag: String,
+    pwd: String,
+    cname: String,
+    identity: DtlsIdentity,
+}
+
+impl Credentials {
+    fn generate(opts: &ClientOptions) -> Result<Self, ClientError> {
+        let identity = match opts.certificate {
+            CertificateKind::Ecdsa => DtlsIdentity::generate()?,
+            CertificateKind::Ed25519 => DtlsIdentity::generate_ed25519()?,
+        };
+        // RFC 8839: ufrag at least 4 characters, pwd at least 22, from ice-char.
+        Ok(Self {
+            ufrag: random_string(8),
+            pwd: random_string(24),
+            cname: random_string(16),
+            identity,
+        })
+    }
+}
+
+fn random_string(len: usize) -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// The current time as a 64-bit NTP timestamp (RFC 3550 section 4).
+fn ntp_now() -> u64 {
+    const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + NTP_UNIX_OFFSET;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
