@@ -37,11 +37,9 @@ pub struct ReceivedPacket {
     pub payload: Vec<u8>,
     /// Arrived as an RTX retransmission.
     pub rtx: bool,
-    pub arrival: ArrivalKind,
+    /// In order, or late (it filled a gap). Duplicates and wild packets are not kept.
+    pub arrival: Arrival,
 }
-
-/// [`Arrival`] without the `Wild` case's internal meaning leaking: same variants.
-pub type ArrivalKind = Arrival;
 
 #[derive(Debug, Clone, Default)]
 pub struct SubscriberStats {
