@@ -78,6 +78,9 @@ pub struct ClientOptions {
     pub rtcp_interval: Duration,
     /// Whether a subscriber NACKs missing packets.
     pub nack: bool,
+    /// Announce this `a=fingerprint` (sha-256, "AB:CD:...") instead of the client's own:
+    /// for tests of the server's certificate check.
+    pub announced_fingerprint: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -93,6 +96,7 @@ impl Default for ClientOptions {
             keep_payloads: 10_000,
             rtcp_interval: Duration::from_millis(500),
             nack: true,
+            announced_fingerprint: None,
         }
     }
 }

@@ -142,7 +142,10 @@ impl Publisher {
         let offer = OfferSpec {
             ice_ufrag: creds.ufrag.clone(),
             ice_pwd: creds.pwd.clone(),
-            fingerprint_sha256: creds.identity.fingerprint_sha256().to_owned(),
+            fingerprint_sha256: opts
+                .announced_fingerprint
+                .clone()
+                .unwrap_or_else(|| creds.identity.fingerprint_sha256().to_owned()),
             direction: OfferDirection::SendOnly,
             candidate: bound.local,
             cname: creds.cname.clone(),

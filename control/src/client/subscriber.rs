@@ -246,7 +246,10 @@ impl Subscriber {
         let offer = OfferSpec {
             ice_ufrag: creds.ufrag.clone(),
             ice_pwd: creds.pwd.clone(),
-            fingerprint_sha256: creds.identity.fingerprint_sha256().to_owned(),
+            fingerprint_sha256: opts
+                .announced_fingerprint
+                .clone()
+                .unwrap_or_else(|| creds.identity.fingerprint_sha256().to_owned()),
             direction: OfferDirection::RecvOnly,
             candidate: bound.local,
             cname: creds.cname.clone(),
