@@ -341,4 +341,91 @@ mod router {
         assert!(forwarded >= 1500 * 6, "forwarded {forwarded}");
         assert_eq!(home.stats().retransmits, 40);
     }
+
+    /// A publisher rebound to an address steered to another worker: that worker hands
+    /// each datagram to the session's worker, which decrypts and forwards it — with no
+    /// allocation on either.
+    #[test]
+    fn forwarded_remote_allocates_nothing() {
+        let track = TrackConfig {
+            id: 1,
+            publisher: 1,
+            home: 0,
+            codec: Codec::Vp8,
+            clock_rate: 90_000,
+            payload_type: 96,
+            rtx_payload_type: None,
+            layers: vec![LayerConfig {
+                ssrc: Some(77),
+                ..LayerConfig::default()
+            }],
+        };
+        let config = RouterConfig {
+            handoff_buffers: 256,
+            ..RouterConfig::default()
+        };
+        let (mut home, mut steered) = (Router::new(0, config.clone()), Router::new(1, config));
+        let (mut out0, mut out1) = (Output::<RouterHandoff>::default(), Output::default());
+        let moved: SocketAddr = "127.0.0.2:7001".parse().unwrap();
+        for cmd in [
+            RouterCommand::AddSession(Box::new(session(1))),
+            RouterCommand::AddSession(Box::new(session(2))),
+            RouterCommand::AddTrack(Box::new(track)),
+            subscribe(2, 2000),
+            RouterCommand::RebindSession {
+                session: 1,
+                remote: moved,
+            },
+        ] {
+            home.handle_command(0, cmd, &mut out0);
+        }
+        steered.handle_command(
+            0,
+            RouterCommand::ForwardRemote {
+                remote: moved,
+                worker: 0,
+            },
+            &mut out1,
+        );
+        out0.clear();
+
+        let mut tx = SrtpContext::new(P, &[1; 16], &[1; 12]).unwrap();
+        let packets: Vec<Vec<u8>> = (0..3000u16)
+            .map(|i| {
+                let mut p = vec![0x80, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 77];
+                p[2..4].copy_from_slice(&i.to_be_bytes());
+                p[4..8].copy_from_slice(&(u32::from(i) * 3000).to_be_bytes());
+                p.extend_from_slice(&[0x90, 0x80, 0x80 | (i >> 8) as u8, i as u8]);
+                p.push(u8::from(i % 100 != 0));
+                p.resize(1000, 0xab);
+                p.resize(1100, 0);
+                let n = tx.protect_rtp(&mut p, 1000).unwrap();
+                p.truncate(n);
+                p
+            })
+            .collect();
+        let mut buf = vec![0u8; 2048];
+        let mut run = |range: std::ops::Range<usize>, home: &mut Router, steered: &mut Router| {
+            for i in range {
+                let now = 1_000 + i as u64 * 1_000;
+                let p = &packets[i];
+                buf[..p.len()].copy_from_slice(p);
+                steered.handle_datagram(now, moved, &mut buf[..p.len()], &mut out1);
+                for (_, msg) in out1.handoffs.drain(..) {
+                    home.handle_handoff(now, msg, &mut out0);
+                }
+                home.handle_timeout(now, &mut out0);
+                steered.handle_timeout(now, &mut out1);
+                out0.clear();
+                out1.clear();
+            }
+        };
+        // Past the first second, when the first reports go out.
+        run(0..1500, &mut home, &mut steered);
+        let forwarded = home.stats().rtp_out;
+        let n = allocations(|| run(1500..3000, &mut home, &mut steered));
+        assert_eq!(n, 0, "allocations on the forwarded path");
+        assert_eq!(home.stats().rtp_out - forwarded, 1500);
+        assert_eq!(steered.stats().remote_handoffs_out, 3000);
+    }
 }

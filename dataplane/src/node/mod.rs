@@ -9,6 +9,10 @@
 //! For browsers, ICE credentials go to every worker (the remote address is unknown until
 //! the first check lands); a validated remote's DTLS records come up as events, the
 //! control plane's go back out through `send_raw` on the worker that reported them.
+//!
+//! A session whose peer re-nominates another candidate pair keeps its worker (and its
+//! SRTP state); if the new address steers elsewhere, the worker it lands on hands the
+//! session's RTP and RTCP over (`rebind_session`).
 
 use crate::driver::{ActiveDriver, DriverConfig, WorkerStats, Workers};
 use crate::engine::{Micros, WorkerId};
@@ -40,6 +44,9 @@ pub struct MediaNode {
     workers: Workers<Router>,
     sessions: HashMap<SessionId, WorkerId>,
     tracks: HashMap<TrackId, WorkerId>,
+    /// Sessions rebound to a remote steered to another worker: that worker and the
+    /// remote it forwards.
+    forwards: HashMap<SessionId, (WorkerId, SocketAddr)>,
 }
 
 impl MediaNode {
@@ -49,6 +56,7 @@ impl MediaNode {
             workers,
             sessions: HashMap::new(),
             tracks: HashMap::new(),
+            forwards: HashMap::new(),
         })
     }
 
@@ -141,7 +149,48 @@ impl MediaNode {
             .sessions
             .remove(&id)
             .ok_or(NodeError::UnknownSession(id))?;
-        self.send(worker, RouterCommand::RemoveSession(id))
+        let unforwarded = self.unforward(id);
+        self.send(worker, RouterCommand::RemoveSession(id))?;
+        unforwarded
+    }
+
+    /// Moves an established session to another remote address (the peer re-nominated
+    /// another candidate pair). The session stays on its worker; when `remote` is
+    /// steered elsewhere, that worker passes its RTP and RTCP on. A later rebind
+    /// replaces the forwarding, `remove_session` ends it.
+    pub fn rebind_session(
+        &mut self,
+        session: SessionId,
+        remote: SocketAddr,
+    ) -> Result<(), NodeError> {
+        let home = *self
+            .sessions
+            .get(&session)
+            .ok_or(NodeError::UnknownSession(session))?;
+        let steered = self.workers.worker_for(remote);
+        let wanted = (steered != home).then_some((steered, remote));
+        if self.forwards.get(&session).copied() != wanted {
+            self.unforward(session)?;
+        }
+        self.send(home, RouterCommand::RebindSession { session, remote })?;
+        if let Some((worker, remote)) = wanted {
+            self.send(
+                worker,
+                RouterCommand::ForwardRemote {
+                    remote,
+                    worker: home,
+                },
+            )?;
+            self.forwards.insert(session, (worker, remote));
+        }
+        Ok(())
+    }
+
+    fn unforward(&mut self, session: SessionId) -> Result<(), NodeError> {
+        match self.forwards.remove(&session) {
+            Some((worker, remote)) => self.send(worker, RouterCommand::UnforwardRemote { remote }),
+            None => Ok(()),
+        }
     }
 
     /// Announces a track on every worker, homed where its publisher's session lives.

@@ -167,6 +167,23 @@ pub enum RouterCommand {
     },
     /// Replies with a copy of the live counters.
     Snapshot(crossbeam_channel::Sender<RouterStats>),
+    /// Sent to the session's worker: the peer moved to another candidate pair (a browser
+    /// re-nominating). Media and RTCP from `remote` are the session's from now on, and
+    /// everything the node sends it goes there; the old address is forgotten.
+    RebindSession {
+        session: SessionId,
+        remote: SocketAddr,
+    },
+    /// Sent to the worker `remote` is steered to when its session lives on `worker`:
+    /// RTP and RTCP from `remote` are handed to `worker` as they arrived. STUN and DTLS
+    /// from it stay here, with the ICE state that validated it.
+    ForwardRemote {
+        remote: SocketAddr,
+        worker: WorkerId,
+    },
+    UnforwardRemote {
+        remote: SocketAddr,
+    },
 }
 
 /// Messages between the routers of one node's workers.
@@ -187,6 +204,9 @@ pub enum RouterHandoff {
     },
     /// To the home worker: a subscriber needs a keyframe of this layer.
     KeyframeRequest { track: TrackId, layer: u8 },
+    /// An RTP or RTCP datagram, still encrypted, that landed on a worker forwarding
+    /// `from` ([`RouterCommand::ForwardRemote`]) for the session's worker.
+    Datagram { from: SocketAddr, packet: Bytes },
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +260,10 @@ pub struct Router {
     tracks: Vec<Option<Track>>,
     free_tracks: Vec<TrackIdx>,
     track_by_id: HashMap<TrackId, TrackIdx>,
+    /// Remotes steered here whose sessions live on another worker (after a rebind).
+    forwards: HashMap<SocketAddr, WorkerId>,
+    /// Where a handed-off datagram is copied to be decrypted in place.
+    scratch: Vec<u8>,
     pool: BytesPool,
     ice: Ice,
     stats: RouterStats,
@@ -266,6 +290,8 @@ impl Router {
             tracks: Vec::new(),
             free_tracks: Vec::new(),
             track_by_id: HashMap::new(),
+            forwards: HashMap::new(),
+            scratch: vec![0; SLOT_LEN],
             stats: RouterStats::default(),
             next_tick: 0,
         }
@@ -702,6 +728,63 @@ impl Router {
         self.session_by_addr.insert(config.remote, si);
     }
 
+    fn rebind_session(&mut self, id: SessionId, remote: SocketAddr) {
+        let Some(&si) = self.session_by_id.get(&id) else {
+            return;
+        };
+        let Some(sess) = self.sessions[si].as_mut() else {
+            return;
+        };
+        if self.session_by_addr.get(&sess.remote) == Some(&si) {
+            self.session_by_addr.remove(&sess.remote);
+        }
+        sess.remote = remote;
+        self.session_by_addr.insert(remote, si);
+    }
+
+    /// Hands an RTP/RTCP datagram from a forwarded remote to its session's worker.
+    /// Returns false when `from` is not forwarded.
+    fn hand_off_datagram(
+        &mut self,
+        from: SocketAddr,
+        buf: &[u8],
+        out: &mut Output<RouterHandoff>,
+    ) -> bool {
+        let Some(&worker) = self.forwards.get(&from) else {
+            return false;
+        };
+        let packet = self.pool.share(buf);
+        out.handoffs
+            .push((worker, RouterHandoff::Datagram { from, packet }));
+        self.stats.remote_handoffs_out += 1;
+        true
+    }
+
+    /// A datagram another worker received for one of our sessions: handled as if it had
+    /// arrived here, never passed on again.
+    fn on_handed_datagram(
+        &mut self,
+        now: Micros,
+        from: SocketAddr,
+        packet: &[u8],
+        out: &mut Output<RouterHandoff>,
+    ) {
+        self.stats.remote_handoffs_in += 1;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        match scratch.get_mut(..packet.len()) {
+            Some(buf) => {
+                buf.copy_from_slice(packet);
+                match classify(buf) {
+                    PacketKind::Rtp => self.on_rtp(now, from, buf, out),
+                    PacketKind::Rtcp => self.on_rtcp(now, from, buf, out),
+                    _ => self.stats.drop_malformed += 1,
+                }
+            }
+            None => self.stats.drop_malformed += 1,
+        }
+        self.scratch = scratch;
+    }
+
     fn remove_session(&mut self, id: SessionId, out: &mut Option<&mut Output<RouterHandoff>>) {
         let Some(si) = self.session_by_id.remove(&id) else {
             return;
@@ -1049,10 +1132,20 @@ impl PacketHandler for Router {
         out: &mut Output<RouterHandoff>,
     ) {
         match classify(buf) {
-            PacketKind::Rtp => self.on_rtp(now, from, buf, out),
-            PacketKind::Rtcp => self.on_rtcp(now, from, buf, out),
+            kind @ (PacketKind::Rtp | PacketKind::Rtcp) => {
+                if !self.session_by_addr.contains_key(&from)
+                    && self.hand_off_datagram(from, buf, out)
+                {
+                    return;
+                }
+                match kind {
+                    PacketKind::Rtp => self.on_rtp(now, from, buf, out),
+                    _ => self.on_rtcp(now, from, buf, out),
+                }
+            }
             PacketKind::Stun => {
-                let established = self.session_by_addr.contains_key(&from);
+                let established =
+                    self.session_by_addr.contains_key(&from) || self.forwards.contains_key(&from);
                 let (egress, stats) = (&mut out.egress, &mut self.stats);
                 self.ice.on_stun(now, from, buf, established, egress, stats);
             }
@@ -1106,6 +1199,9 @@ impl PacketHandler for Router {
                     self.request_keyframe(now, ti, layer, out);
                 }
             }
+            RouterHandoff::Datagram { from, packet } => {
+                self.on_handed_datagram(now, from, &packet, out);
+            }
         }
     }
 
@@ -1153,6 +1249,17 @@ impl PacketHandler for Router {
             RouterCommand::Snapshot(reply) => {
                 // The asker may have given up waiting; nothing to do then.
                 let _ = reply.try_send(self.stats);
+            }
+            RouterCommand::RebindSession { session, remote } => {
+                self.rebind_session(session, remote);
+            }
+            // A remote steered to its session's own worker needs no forwarding.
+            RouterCommand::ForwardRemote { remote, worker } if worker != self.worker => {
+                self.forwards.insert(remote, worker);
+            }
+            RouterCommand::ForwardRemote { remote, .. }
+            | RouterCommand::UnforwardRemote { remote } => {
+                self.forwards.remove(&remote);
             }
         }
     }

@@ -7,6 +7,10 @@ pub struct RouterStats {
     pub rtp_out: u64,
     pub rtcp_out: u64,
     pub handoffs_out: u64,
+    /// RTP/RTCP datagrams from a forwarded remote handed to its session's worker, and
+    /// such datagrams received from other workers.
+    pub remote_handoffs_out: u64,
+    pub remote_handoffs_in: u64,
     pub link_out: u64,
     pub retransmits: u64,
     pub keyframe_requests: u64,

@@ -616,3 +616,125 @@ fn extension_ids_are_remapped_per_subscriber_and_twcc_is_stamped_under_the_new_i
         ]
     );
 }
+
+/// Datagrams queued for `addr`.
+fn queued_for(h: &Harness, addr: SocketAddr) -> usize {
+    h.out.egress.iter().filter(|(d, _)| *d == addr).count()
+}
+
+#[test]
+fn rebind_moves_media_and_egress_to_the_new_remote() {
+    let (mut h, mut publisher, mut sub) = setup(&[1000]);
+    let pkt = publisher.rtp(VIDEO_PT, 1000, 1, 0, &vp8(0, true, true));
+    h.send(&publisher, pkt);
+    assert_eq!(h.take(&sub).len(), 1);
+    // The subscription's first keyframe request went to the old address.
+    assert_eq!(h.take(&publisher).len(), 1);
+
+    // Both peers re-nominate a pair from another local address.
+    let (old_pub, old_sub) = (publisher.addr, sub.addr);
+    publisher.addr = SocketAddr::from(([127, 0, 0, 2], 6001));
+    sub.addr = SocketAddr::from(([127, 0, 0, 2], 6002));
+    h.command(RouterCommand::RebindSession {
+        session: 1,
+        remote: publisher.addr,
+    });
+    h.command(RouterCommand::RebindSession {
+        session: 2,
+        remote: sub.addr,
+    });
+    for seq in 2..5u16 {
+        let pkt = publisher.rtp(VIDEO_PT, 1000, seq, 0, &vp8(seq, true, false));
+        h.send(&publisher, pkt);
+    }
+    assert_eq!(queued_for(&h, old_sub), 0);
+    let got: Vec<_> = h
+        .take(&sub)
+        .into_iter()
+        .map(|d| open_rtp(&mut sub, d).unwrap())
+        .collect();
+    assert_eq!(
+        got.iter().map(|g| g.1).collect::<Vec<_>>(),
+        [40_001, 40_002, 40_003]
+    );
+
+    // The old address is nobody's now.
+    let before = h.router.stats().drop_unknown_session;
+    let stale = publisher.rtp(VIDEO_PT, 1000, 5, 0, &vp8(5, true, false));
+    let mut from_old = Peer::new(1, old_pub.port());
+    from_old.addr = old_pub;
+    h.send(&from_old, stale);
+    assert_eq!(h.router.stats().drop_unknown_session, before + 1);
+    assert!(h.take(&sub).is_empty());
+
+    // RTCP from the new remote is the session's too: a PLI reaches the publisher, at
+    // its new address.
+    let me = sub.config.rtcp_ssrc;
+    let pli = sub.rtcp(|w| w.pli(me, 0xABC0).unwrap());
+    h.advance(1_000_000);
+    h.send(&sub, pli);
+    assert_eq!(queued_for(&h, old_pub), 0);
+    let plis: Vec<_> = h
+        .take(&publisher)
+        .into_iter()
+        .flat_map(|d| open_plis(&mut publisher, d))
+        .collect();
+    assert_eq!(plis, [1000]);
+}
+
+#[test]
+fn forwarded_remote_is_handed_to_the_session_worker() {
+    let (mut home, mut publisher, mut sub) = setup(&[1000]);
+    let mut steered = Harness {
+        router: Router::new(1, RouterConfig::default()),
+        ..Harness::new()
+    };
+    let pkt = publisher.rtp(VIDEO_PT, 1000, 1, 0, &vp8(0, true, true));
+    home.send(&publisher, pkt);
+    assert_eq!(home.take(&sub).len(), 1);
+
+    // The publisher's new address is steered to worker 1; its session stays on 0.
+    publisher.addr = SocketAddr::from(([127, 0, 0, 2], 6001));
+    home.command(RouterCommand::RebindSession {
+        session: 1,
+        remote: publisher.addr,
+    });
+    steered.command(RouterCommand::ForwardRemote {
+        remote: publisher.addr,
+        worker: 0,
+    });
+    for seq in 2..5u16 {
+        let pkt = publisher.rtp(VIDEO_PT, 1000, seq, 0, &vp8(seq, true, false));
+        steered.send(&publisher, pkt);
+    }
+    let me = publisher.config.rtcp_ssrc;
+    let rr = publisher.rtcp(|w| w.receiver_report(me, &[]).unwrap());
+    steered.send(&publisher, rr);
+    assert_eq!(steered.router.stats().remote_handoffs_out, 4);
+    assert_eq!(steered.router.stats().drop_unknown_session, 0);
+    for (to, msg) in steered.out.handoffs.drain(..) {
+        assert_eq!(to, 0);
+        assert!(matches!(msg, RouterHandoff::Datagram { .. }));
+        home.router.handle_handoff(home.now, msg, &mut home.out);
+    }
+    let got: Vec<_> = home
+        .take(&sub)
+        .into_iter()
+        .map(|d| open_rtp(&mut sub, d).unwrap())
+        .collect();
+    assert_eq!(
+        got.iter().map(|g| g.1).collect::<Vec<_>>(),
+        [40_001, 40_002, 40_003]
+    );
+    let s = *home.router.stats();
+    assert_eq!((s.remote_handoffs_in, s.rtp_in, s.rtcp_in), (4, 4, 1));
+
+    // Without the forwarding, worker 1 knows no such remote.
+    steered.command(RouterCommand::UnforwardRemote {
+        remote: publisher.addr,
+    });
+    let pkt = publisher.rtp(VIDEO_PT, 1000, 5, 0, &vp8(5, true, false));
+    steered.send(&publisher, pkt);
+    assert!(steered.out.handoffs.is_empty());
+    assert_eq!(steered.router.stats().drop_unknown_session, 1);
+}
