@@ -265,8 +265,27 @@ impl Shared {
                 remote,
                 nominated,
             } => {
-                if let Some(p) = self.peers().by_session.get_mut(&session) {
+                let moved = {
+                    let mut peers = self.peers();
+                    let Some(p) = peers.by_session.get_mut(&session) else {
+                        return;
+                    };
                     p.on_ice_checked(worker, remote, nominated);
+                    // A client may nominate another pair after connecting (a multi-homed
+                    // host picking a better local address): media follows the nomination.
+                    let moved = nominated
+                        && p.state == PeerState::Connected
+                        && p.remote.is_some_and(|r| r != remote);
+                    if moved {
+                        p.remote = Some(remote);
+                    }
+                    moved
+                };
+                if moved {
+                    tracing::info!(session, %remote, "client nominated a new candidate pair");
+                    if let Err(e) = self.media.lock().rebind_session(session, remote) {
+                        tracing::warn!(session, error = %e, "cannot move the session");
+                    }
                 }
             }
             RouterEvent::Dtls {
@@ -346,8 +365,12 @@ impl Shared {
             tokio::spawn(dtls.close());
             return;
         };
-        // The handshake's path is the one the peer uses; ICE nominated it or will.
+        // Media goes where ICE nominated; before a nomination, where DTLS came from.
         let _ = worker;
+        let remote = match peer.selected {
+            Some((_, r, true)) => r,
+            _ => remote,
+        };
         let mut media = self.media.lock();
         let config = SessionConfig {
             id: session,
