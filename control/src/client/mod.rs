@@ -28,6 +28,7 @@ mod publisher;
 mod rtp;
 mod stats;
 mod subscriber;
+mod tasks;
 mod transport;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::offer::{
 };
 use super::rtp::{RtpStream, StreamExtensions, vp8_payload};
 use super::stats::RtcpCounts;
+use super::tasks::Tasks;
 use super::transport::{self, Transport};
 use super::{ClientError, ClientOptions, Credentials, ntp_now};
 use bytes::Bytes;
@@ -104,7 +105,7 @@ pub struct Publisher {
     signaling: Signaling,
     transport: Transport,
     state: Arc<Mutex<State>>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -248,7 +249,7 @@ impl Publisher {
             signaling,
             transport,
             state,
-            tasks,
+            tasks: tasks.into(),
         };
         publisher.tasks.push(publisher.spawn_sender(out_rx));
         Ok(publisher)
@@ -359,19 +360,9 @@ impl Publisher {
     /// DELETEs the resource, then sends close_notify.
     pub async fn close(mut self) -> Result<(), ClientError> {
         let result = self.signaling.delete(&self.location).await;
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
+        self.tasks.abort_all();
         self.transport.close().await;
         result
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
     }
 }
 

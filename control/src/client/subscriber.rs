@@ -8,6 +8,7 @@ use super::ice::{IceState, IceStats};
 use super::offer::{MID_AUDIO, MID_VIDEO, OfferDirection, OfferSpec, URI_MID, URI_RID};
 use super::rtp::vp8_data;
 use super::stats::{Arrival, RtcpCounts, SeqTracker, StreamStats};
+use super::tasks::Tasks;
 use super::transport::{self, Transport};
 use super::{ClientError, ClientOptions, Credentials};
 use bytes::Bytes;
@@ -18,7 +19,6 @@ use sluice_dataplane::srtp::SrtpContext;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 /// NACK each missing packet at most this often, at most this many per stream per report.
 const NACK_TRIES: u8 = 3;
@@ -218,7 +218,7 @@ pub struct Subscriber {
     signaling: Signaling,
     transport: Transport,
     state: Arc<Mutex<State>>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -320,7 +320,7 @@ impl Subscriber {
             signaling,
             transport,
             state,
-            tasks,
+            tasks: tasks.into(),
         })
     }
 
@@ -382,19 +382,9 @@ impl Subscriber {
     /// DELETEs the resource, then sends close_notify.
     pub async fn close(mut self) -> Result<(), ClientError> {
         let result = self.signaling.delete(&self.location).await;
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
+        self.tasks.abort_all();
         self.transport.close().await;
         result
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
     }
 }
 
