@@ -151,6 +151,7 @@ fn router_drops(routers: &[Router]) -> Vec<(String, u64)> {
         t.drop_unknown_ssrc += s.drop_unknown_ssrc;
         t.drop_stale += s.drop_stale;
         t.drop_egress += s.drop_egress;
+        t.drop_duplicate += s.drop_duplicate;
     }
     [
         ("router_unknown_session", t.drop_unknown_session),
@@ -160,6 +161,7 @@ fn router_drops(routers: &[Router]) -> Vec<(String, u64)> {
         ("router_unknown_ssrc", t.drop_unknown_ssrc),
         ("router_stale", t.drop_stale),
         ("router_egress", t.drop_egress),
+        ("router_duplicate", t.drop_duplicate),
     ]
     .into_iter()
     .filter(|&(_, n)| n > 0)

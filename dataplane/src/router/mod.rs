@@ -426,6 +426,13 @@ impl Router {
         }
         let pkt = &buf[..len];
         let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+        if is_rtx && layer_state.cache.get(seq).is_some() {
+            // Chromium pads probes with retransmissions of packets that already arrived;
+            // forwarding them again would show subscribers duplicates, which their
+            // transport feedback reports as loss.
+            self.stats.drop_duplicate += 1;
+            return;
+        }
         let keyframe = RtpPacket::parse(pkt).is_ok_and(|p| is_keyframe(track.codec, p.payload()));
         layer_state.cache.insert(seq, pkt);
         layer_state.rate.add(now, len);
@@ -1168,8 +1175,13 @@ impl PacketHandler for Router {
                 if let Some(l) = self.tracks[ti]
                     .as_mut()
                     .and_then(|t| t.layers.get_mut(usize::from(layer)))
-                    && packet.len() >= 4
+                    && packet.len() >= 12
                 {
+                    // Only the home worker sees rids; the SSRC a simulcast layer was learned
+                    // under reaches this worker with its packets, and NACKs need it here.
+                    l.ssrc = Some(u32::from_be_bytes([
+                        packet[8], packet[9], packet[10], packet[11],
+                    ]));
                     l.cache
                         .insert(u16::from_be_bytes([packet[2], packet[3]]), &packet);
                     l.last_packet_at = Some(now);

@@ -46,5 +46,7 @@ pub struct RouterStats {
     pub drop_unknown_ssrc: u64,
     pub drop_stale: u64,
     pub drop_egress: u64,
+    /// Publisher retransmissions of packets already received and forwarded.
+    pub drop_duplicate: u64,
     pub nack_miss: u64,
 }

@@ -285,6 +285,37 @@ fn bad_input_is_counted_not_forwarded() {
 }
 
 #[test]
+fn publisher_rtx_repairs_a_gap_once_and_duplicates_are_dropped() {
+    let (mut h, mut publisher, mut sub) = setup(&[1000]);
+    // Seqs 10 and 12 arrive; 11 is lost on the way in.
+    for seq in [10u16, 12] {
+        let pkt = publisher.rtp(VIDEO_PT, 1000, seq, 0, &vp8(seq, true, seq == 10));
+        h.send(&publisher, pkt);
+    }
+    // RTX payloads: the original sequence number, then the original payload.
+    let rtx = |p: &mut Peer, rtx_seq: u16, osn: u16| {
+        let mut body = osn.to_be_bytes().to_vec();
+        body.extend_from_slice(&vp8(osn, true, false));
+        p.rtp(RTX_PT, 1001, rtx_seq, 0, &body)
+    };
+    // A repair of the lost packet, then padding-style resends of ones already forwarded.
+    for (rtx_seq, osn) in [(1u16, 11u16), (2, 10), (3, 12), (4, 11)] {
+        let pkt = rtx(&mut publisher, rtx_seq, osn);
+        h.send(&publisher, pkt);
+    }
+    let got: Vec<_> = h
+        .take(&sub)
+        .into_iter()
+        .map(|d| open_rtp(&mut sub, d).unwrap())
+        .collect();
+    let seqs: Vec<_> = got.iter().map(|g| g.1).collect();
+    // Forwarded: 10, 12, then the repaired 11; the rewriter keeps the publisher's gap.
+    assert_eq!(seqs, [40_000, 40_002, 40_001]);
+    assert_eq!(&got[2].3[4..], &vp8(11, true, false)[4..]);
+    assert_eq!(h.router.stats().drop_duplicate, 3);
+}
+
+#[test]
 fn nack_is_answered_from_cache_with_rtx() {
     let (mut h, mut publisher, mut sub) = setup(&[1000]);
     for i in 0..20u16 {
@@ -518,6 +549,66 @@ fn cross_worker_subscriber_gets_handoff_and_interest_is_tracked() {
     let pkt = publisher.rtp(VIDEO_PT, 1000, 2, 0, &vp8(1, true, false));
     home.send(&publisher, pkt);
     assert!(home.out.handoffs.is_empty());
+}
+
+#[test]
+fn nack_on_another_worker_is_answered_for_a_rid_learned_layer() {
+    let mut home = Harness::new();
+    let mut other = Harness {
+        router: Router::new(1, RouterConfig::default()),
+        ..Harness::new()
+    };
+    let (mut publisher, mut sub) = (Peer::new(1, 5001), Peer::new(2, 5002));
+    home.add(&publisher);
+    other.add(&sub);
+    // Browser simulcast: the SDP names the layer by rid only.
+    let mut track = video_track(9, 1, &[0]);
+    track.layers[0] = LayerConfig {
+        ssrc: None,
+        rtx_ssrc: None,
+        rid: Some(b"h".to_vec()),
+    };
+    for h in [&mut home, &mut other] {
+        h.command(RouterCommand::AddTrack(Box::new(track.clone())));
+    }
+    other.command(RouterCommand::Subscribe(subscribe(2, 9, 0xABC0, 0)));
+    for (_, msg) in other.out.handoffs.drain(..) {
+        home.router.handle_handoff(home.now, msg, &mut home.out);
+    }
+    for seq in 1..=3u16 {
+        // One-byte header extension, id 10 (rid) = "h".
+        let mut plain = vec![0x90, VIDEO_PT, 0, 0, 0, 0, 0, 0, 0, 0, 0x1e, 0x61];
+        plain[2..4].copy_from_slice(&seq.to_be_bytes());
+        plain.extend_from_slice(&[0xbe, 0xde, 0, 1, 0xa0, b'h', 0, 0]);
+        plain.extend_from_slice(&vp8(seq, true, seq == 1));
+        let len = plain.len();
+        plain.resize(len + 64, 0);
+        let n = publisher.tx.protect_rtp(&mut plain, len).unwrap();
+        plain.truncate(n);
+        home.send(&publisher, plain);
+    }
+    for (_, msg) in home.out.handoffs.drain(..).collect::<Vec<_>>() {
+        other.router.handle_handoff(other.now, msg, &mut other.out);
+    }
+    let first: Vec<_> = other
+        .take(&sub)
+        .into_iter()
+        .map(|d| open_rtp(&mut sub, d).unwrap())
+        .collect();
+    assert_eq!(first.len(), 3);
+    let me = sub.config.rtcp_ssrc;
+    let nack = sub.rtcp(|w| w.nack(me, 0xABC0, [first[1].1]).unwrap());
+    other.send(&sub, nack);
+    let rtx: Vec<_> = other
+        .take(&sub)
+        .into_iter()
+        .map(|d| open_rtp(&mut sub, d).unwrap())
+        .collect();
+    assert_eq!(rtx.len(), 1);
+    assert_eq!(u16::from_be_bytes([rtx[0].3[0], rtx[0].3[1]]), first[1].1);
+    assert_eq!(&rtx[0].3[2..], &first[1].3[..]);
+    let s = other.router.stats();
+    assert_eq!((s.retransmits, s.nack_miss), (1, 0));
 }
 
 /// A plaintext RTP packet with the given extension block (profile word and body).
