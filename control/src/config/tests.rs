@@ -139,7 +139,7 @@ fn no_file_no_flags_is_local_defaults() {
     assert_eq!(c.limits, LimitsSection::default());
     assert_eq!(c.limits.max_sessions, 1000);
     assert_eq!(c.log.format, LogFormat::Text);
-    assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.level, "info,dtls=error");
     assert_eq!(c.node.region, "local");
     // A random id is chosen, different per load.
     let id = c.node.id.expect("load fills in an id");
