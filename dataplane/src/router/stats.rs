@@ -29,6 +29,8 @@ pub struct RouterStats {
     /// Checks refused: bad fingerprint, no or unknown ufrag, bad integrity (answered
     /// 401), the other side's ufrag not the offer's, too many remotes for one session.
     pub stun_rejected: u64,
+    /// Valid checks from a peer that also claimed the controlled role: answered 487.
+    pub ice_role_conflicts: u64,
     /// DTLS datagrams received (every one).
     pub dtls_in: u64,
     /// DTLS from a remote that is not ICE-validated: dropped.

@@ -241,6 +241,17 @@ impl Ice {
             stats.stun_rejected += 1;
             return;
         }
+        if msg.ice_controlled().is_some() && msg.ice_controlling().is_none() {
+            // RFC 8445 6.1.1 and 7.3.1.1: against a lite agent the full agent must control.
+            // A lite agent cannot take that role, so a peer that also claims to be
+            // controlled is told of the conflict (signed: it holds our password) and
+            // switches.
+            stats.ice_role_conflicts += 1;
+            egress.push(from, |slot| {
+                stun::binding_error(slot, &msg, 487, b"Role Conflict", Some(&creds.local_pwd)).ok()
+            });
+            return;
+        }
         let session = creds.session;
         let nominate = msg.use_candidate();
         let event = match self.remotes.get_mut(&from) {

@@ -7,7 +7,8 @@ use crate::router::tests::harness::*;
 use crate::router::{Router, RouterCommand, RouterConfig, RouterHandoff};
 use ::stun::agent::TransactionId;
 use ::stun::attributes::{
-    ATTR_ICE_CONTROLLING, ATTR_MESSAGE_INTEGRITY, ATTR_PRIORITY, ATTR_USE_CANDIDATE, ATTR_USERNAME,
+    ATTR_ICE_CONTROLLED, ATTR_ICE_CONTROLLING, ATTR_MESSAGE_INTEGRITY, ATTR_PRIORITY,
+    ATTR_USE_CANDIDATE, ATTR_USERNAME,
 };
 use ::stun::error_code::ErrorCodeAttribute;
 use ::stun::fingerprint::FINGERPRINT;
@@ -36,6 +37,17 @@ fn addr(port: u16) -> SocketAddr {
 
 /// A browser's connectivity check, as webrtc-rs writes one.
 fn check(username: &str, pwd: &str, nominate: bool, tid: u8) -> Vec<u8> {
+    check_as(ATTR_ICE_CONTROLLING, username, pwd, nominate, tid)
+}
+
+/// A check claiming `role` (ICE-CONTROLLING or ICE-CONTROLLED).
+fn check_as(
+    role: ::stun::attributes::AttrType,
+    username: &str,
+    pwd: &str,
+    nominate: bool,
+    tid: u8,
+) -> Vec<u8> {
     let mut m = Message::new();
     m.typ = BINDING_REQUEST;
     m.transaction_id = TransactionId([tid; 12]);
@@ -45,10 +57,7 @@ fn check(username: &str, pwd: &str, nominate: bool, tid: u8) -> Vec<u8> {
     if nominate {
         m.add(ATTR_USE_CANDIDATE, &[]);
     }
-    m.add(
-        ATTR_ICE_CONTROLLING,
-        &0x1122_3344_5566_7788u64.to_be_bytes(),
-    );
+    m.add(role, &0x1122_3344_5566_7788u64.to_be_bytes());
     MessageIntegrity::new_short_term_integrity(pwd.into())
         .add_to(&mut m)
         .unwrap();
@@ -261,6 +270,33 @@ fn wrong_password_gets_unsigned_401_and_no_event() {
     ice.send(remote, dtls_record(1));
     assert_eq!(ice.events(), vec![]);
     assert_eq!(ice.stats().dtls_unknown, 1);
+}
+
+#[test]
+fn a_peer_claiming_the_controlled_role_gets_a_signed_487_then_succeeds_as_controlling() {
+    let mut ice = Lite::new(RouterConfig::default());
+    let remote = addr(40_001);
+    let user = format!("{UFRAG}:{REMOTE_UFRAG}");
+    ice.send(remote, check_as(ATTR_ICE_CONTROLLED, &user, PWD, false, 1));
+    let answers = ice.take(remote);
+    assert_eq!(answers.len(), 1);
+    let mut m = decode(&answers[0]);
+    assert_eq!(m.typ, BINDING_ERROR);
+    assert_eq!(m.transaction_id.0, [1; 12]);
+    let mut code = ErrorCodeAttribute::default();
+    code.get_from(&m).unwrap();
+    assert_eq!(code.code.0, 487);
+    MessageIntegrity::new_short_term_integrity(PWD.into())
+        .check(&mut m)
+        .expect("a 487 is signed with the local password");
+    FINGERPRINT.check(&m).unwrap();
+    // Not validated by a check in the wrong role.
+    assert_eq!(ice.events(), vec![]);
+    assert_eq!(ice.h.router.ice.validated(&remote), None);
+    assert_eq!(ice.stats().ice_role_conflicts, 1);
+    // The peer switches roles (RFC 8445 7.2.5.1) and checks again.
+    ice.validate(remote, true, 2);
+    assert_eq!(ice.events(), vec![checked(remote, true)]);
 }
 
 #[test]
