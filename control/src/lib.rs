@@ -3,6 +3,7 @@
 //! plane. The `sluice` binary is a thin CLI over it.
 
 pub mod auth;
+pub mod cascade;
 pub mod client;
 pub mod config;
 pub mod demo;

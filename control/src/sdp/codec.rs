@@ -11,7 +11,7 @@ const VIDEO_FEEDBACK: &[&str] = &["nack", "nack pli", "ccm fir", "goog-remb", "t
 /// Audio gets congestion feedback only: no NACK for Opus (FEC covers loss).
 const AUDIO_FEEDBACK: &[&str] = &["transport-cc"];
 
-pub(super) fn classify(name: &str) -> Codec {
+pub(crate) fn classify(name: &str) -> Codec {
     if name.eq_ignore_ascii_case("opus") {
         Codec::Opus
     } else if name.eq_ignore_ascii_case("VP8") {

@@ -23,6 +23,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use codec::classify as classify_codec;
 pub use extmap::{
     URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_REPAIRED_RID, URI_RID, URI_TRANSPORT_CC,
 };

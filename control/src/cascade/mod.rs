@@ -1,0 +1,14 @@
+//! Rooms that span nodes: what this node tells the others about its publishers, which of
+//! theirs it can serve, and which of its tracks cross which link.
+//!
+//! - [`catalog`]: the track descriptor a far node answers WHEP offers from, and global
+//!   track ids.
+//! - [`core`]: the sans-IO decisions over the replicated room documents.
+//! - [`trust`]: gossip authenticated by the links' mutual TLS.
+
+pub mod catalog;
+pub mod core;
+pub mod trust;
+
+#[cfg(test)]
+mod tests;
