@@ -6,6 +6,7 @@
 pub mod demux;
 pub mod driver;
 pub mod engine;
+pub mod link;
 pub mod node;
 pub mod rewrite;
 pub mod router;

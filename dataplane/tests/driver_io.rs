@@ -526,6 +526,7 @@ impl PacketHandler for Linker {
             node: 7,
             track: 1,
             layer: 0,
+            keyframe: false,
             packet: Bytes::copy_from_slice(buf),
         });
     }

@@ -30,6 +30,8 @@ pub struct LinkPacket {
     pub node: u32,
     pub track: u64,
     pub layer: u8,
+    /// The packet starts a keyframe: where the far node's subscribers may switch layers.
+    pub keyframe: bool,
     pub packet: Bytes,
 }
 

@@ -533,6 +533,7 @@ impl Router {
                         node,
                         track: track.id,
                         layer,
+                        keyframe,
                         packet: packet.clone(),
                     });
                     stats.link_out += 1;
