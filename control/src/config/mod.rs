@@ -18,7 +18,7 @@ pub use error::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The whole configuration of one node. `Default` is the no-configuration local setup.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,7 @@ pub struct NodeConfig {
     pub auth: AuthSection,
     pub limits: LimitsSection,
     pub log: LogSection,
+    pub cluster: ClusterSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +175,40 @@ impl Default for LimitsSection {
             consent_timeout_secs: 30,
             dtls_timeout_secs: 10,
         }
+    }
+}
+
+/// Congestion control of the links to other nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkCongestion {
+    /// BBR: a model of bottleneck bandwidth and round-trip time.
+    #[default]
+    Bbr,
+    Cubic,
+}
+
+/// Joining other nodes into one cascade. Off (a single node) unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// UDP address of this node's QUIC link endpoint; other nodes connect here.
+    pub listen: Option<SocketAddr>,
+    /// Link addresses of nodes to join through (any live member will do).
+    pub seeds: Vec<SocketAddr>,
+    /// The cluster CA's certificate (PEM); peers must present a certificate it signed.
+    pub ca_cert: Option<PathBuf>,
+    /// This node's certificate (PEM), issued by the cluster CA for `node.id`
+    /// (`sluice ca issue`).
+    pub cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    pub key: Option<PathBuf>,
+    pub congestion: LinkCongestion,
+}
+
+impl ClusterSection {
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some()
     }
 }
 

@@ -73,6 +73,14 @@ dtls_timeout_secs = 5
 [log]
 format = "json"
 level = "debug,sluice_control=trace"
+
+[cluster]
+listen = "0.0.0.0:7000"
+seeds = ["198.51.100.2:7000"]
+ca_cert = "/etc/sluice/ca.pem"
+cert = "/etc/sluice/edge-fra-1.pem"
+key = "/etc/sluice/edge-fra-1.key"
+congestion = "cubic"
 "#;
 
 fn full_expected() -> NodeConfig {
@@ -113,6 +121,14 @@ fn full_expected() -> NodeConfig {
         log: LogSection {
             format: LogFormat::Json,
             level: "debug,sluice_control=trace".into(),
+        },
+        cluster: ClusterSection {
+            listen: Some("0.0.0.0:7000".parse().unwrap()),
+            seeds: vec!["198.51.100.2:7000".parse().unwrap()],
+            ca_cert: Some("/etc/sluice/ca.pem".into()),
+            cert: Some("/etc/sluice/edge-fra-1.pem".into()),
+            key: Some("/etc/sluice/edge-fra-1.key".into()),
+            congestion: LinkCongestion::Cubic,
         },
     }
 }
@@ -273,6 +289,15 @@ fn nonsense_values_are_refused_by_validate_naming_the_key() {
             "auth.eddsa_public_keys[0]",
         ),
         ("[log]\nlevel = \"loud=[\"\n", "log.level"),
+        ("[cluster]\nseeds = [\"127.0.0.1:7000\"]\n", "cluster.seeds"),
+        (
+            "[cluster]\nlisten = \"127.0.0.1:7000\"\n",
+            "cluster.ca_cert",
+        ),
+        (
+            "[cluster]\nlisten = \"127.0.0.1:7000\"\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\nseeds = [\"0.0.0.0:7000\"]\n",
+            "cluster.seeds[0]",
+        ),
     ] {
         assert_eq!(invalid_key(text), key, "{text:?}");
     }

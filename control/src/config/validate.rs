@@ -21,6 +21,7 @@ impl NodeConfig {
         self.validate_media()?;
         self.validate_auth()?;
         self.validate_limits()?;
+        self.validate_cluster()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", format!("not a tracing filter: {e}")))?;
         Ok(())
@@ -202,4 +203,47 @@ fn check_origin(origin: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+impl NodeConfig {
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        let Some(listen) = c.listen else {
+            if !c.seeds.is_empty() {
+                return Err(ConfigError::invalid(
+                    "cluster.seeds",
+                    "set without cluster.listen; a node joins a cluster only with a link address",
+                ));
+            }
+            return Ok(());
+        };
+        if listen.ip().is_multicast() {
+            return Err(ConfigError::invalid(
+                "cluster.listen",
+                format!("{} is a multicast address", listen.ip()),
+            ));
+        }
+        for (key, path) in [
+            ("cluster.ca_cert", &c.ca_cert),
+            ("cluster.cert", &c.cert),
+            ("cluster.key", &c.key),
+        ] {
+            if path.is_none() {
+                return Err(ConfigError::invalid(
+                    key,
+                    "required with cluster.listen (links use mutual TLS from the cluster CA; \
+                     see `sluice ca`)",
+                ));
+            }
+        }
+        for (i, seed) in c.seeds.iter().enumerate() {
+            if seed.ip().is_unspecified() || seed.port() == 0 {
+                return Err(ConfigError::invalid(
+                    format!("cluster.seeds[{i}]"),
+                    format!("{seed} is not an address a node can be reached at"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
