@@ -4,10 +4,12 @@
 //! - [`catalog`]: the track descriptor a far node answers WHEP offers from, and global
 //!   track ids.
 //! - [`core`]: the sans-IO decisions over the replicated room documents.
+//! - [`handle`]: what sessions send the cascade task.
 //! - [`trust`]: gossip authenticated by the links' mutual TLS.
 
 pub mod catalog;
 pub mod core;
+pub mod handle;
 pub mod trust;
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub async fn list(
     State(shared): State<Arc<Shared>>,
     Path(room): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    shared.await_remote(&room, |r| r.room_exists(&room)).await;
     let publishers = shared
         .rooms()
         .publishers(&room)
@@ -36,6 +37,7 @@ pub async fn events(
     State(shared): State<Arc<Shared>>,
     Path(room): Path<String>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    shared.watch_room(&room);
     let (snapshot, rx) = shared.rooms().watch(&room);
     let head = stream::iter(snapshot.iter().map(to_sse).collect::<Vec<_>>());
     // A listener that fell too far behind misses events; it is told to list the room

@@ -79,6 +79,9 @@ pub async fn subscribe(
     body: String,
 ) -> Result<Response, ApiError> {
     admit(&shared, &headers, &room, Action::Subscribe, &body)?;
+    shared
+        .await_remote(&room, |r| r.publisher(&room, &publisher).is_some())
+        .await;
     let posted = shared.post_subscribe(&room, Some(&publisher), &body)?;
     Ok(created(&shared, posted))
 }
@@ -90,6 +93,9 @@ pub async fn subscribe_latest(
     body: String,
 ) -> Result<Response, ApiError> {
     admit(&shared, &headers, &room, Action::Subscribe, &body)?;
+    shared
+        .await_remote(&room, |r| r.latest_publisher(&room).is_some())
+        .await;
     let posted = shared.post_subscribe(&room, None, &body)?;
     Ok(created(&shared, posted))
 }

@@ -10,6 +10,7 @@ pub use peer::{Peer, PeerState, Role};
 pub use sessions::{PostError, Posted};
 
 use crate::auth::Authenticator;
+use crate::cascade::handle::CascadeHandle;
 use crate::config::{Driver, NodeConfig};
 use crate::dtls::DtlsIdentity;
 use crate::rooms::Rooms;
@@ -38,6 +39,8 @@ pub struct Shared {
     rooms: Mutex<Rooms>,
     peers: Mutex<Peers>,
     next_id: AtomicU64,
+    /// The cascade task, when this node is part of a cluster.
+    cascade: Option<CascadeHandle>,
 }
 
 #[derive(Debug, Default)]
@@ -54,7 +57,32 @@ impl Shared {
     pub fn peers(&self) -> MutexGuard<'_, Peers> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Asks the cascade to follow `room` on the other nodes (no-op without a cluster).
+    pub fn watch_room(&self, room: &str) {
+        if let Some(c) = &self.cascade {
+            c.watch(room);
+        }
+    }
+
+    /// In a cluster, a request about a room this node has not seen yet may concern
+    /// publishers on other nodes: watch the room and give the replicated state a moment
+    /// to arrive (until `ready` holds, at most [`REMOTE_ROOM_WAIT`]).
+    pub async fn await_remote(&self, room: &str, ready: impl Fn(&Rooms) -> bool) {
+        if self.cascade.is_none() {
+            return;
+        }
+        self.watch_room(room);
+        let deadline = tokio::time::Instant::now() + REMOTE_ROOM_WAIT;
+        while !ready(&self.rooms()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
 }
+
+/// How long a request waits for a room's state from other nodes. The room's coordinator
+/// answers a newcomer within a round trip; this covers a slow link.
+pub const REMOTE_ROOM_WAIT: Duration = Duration::from_secs(2);
 
 /// A running node.
 #[derive(Debug)]
@@ -121,6 +149,7 @@ impl Node {
             rooms: Mutex::new(Rooms::default()),
             peers: Mutex::new(Peers::default()),
             next_id: AtomicU64::new(1),
+            cascade: None,
         });
         let (stop, stop_rx) = watch::channel(false);
         let app = crate::http::router(shared.clone());

@@ -26,6 +26,9 @@ pub enum Role {
     Subscriber {
         publisher: String,
         plan: Vec<PlannedSubscription>,
+        /// Tracks published on other nodes this subscriber was given, once connected:
+        /// the cascade brings them here while someone wants them.
+        remote_tracks: Vec<u64>,
     },
 }
 

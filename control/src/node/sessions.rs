@@ -4,6 +4,8 @@
 
 use super::Shared;
 use super::peer::{Peer, PeerState, Role};
+use crate::cascade::catalog::{TrackDescriptor, global_track_id, track_home};
+use crate::cascade::handle::Command;
 use crate::dtls::{self, ExpectedFingerprint, SendFn, SrtpSessionKeys};
 use crate::rooms::{PublisherInfo, TrackInfo};
 use crate::sdp::{self, LocalDescription, MediaKind, SdpError, SourceTrack};
@@ -79,6 +81,16 @@ impl Shared {
 
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Track ids are global in a cluster: other nodes install this node's tracks under
+    /// the same ids.
+    fn next_track_id(&self) -> u64 {
+        let n = self.next_id();
+        match &self.cascade {
+            Some(c) => global_track_id(c.node(), n),
+            None => n,
+        }
     }
 
     /// Registers a peer whose answer is about to be sent, and tells every worker its ICE
@@ -182,6 +194,7 @@ impl Shared {
             role: Role::Subscriber {
                 publisher: publisher_id,
                 plan: answer.subscriptions,
+                remote_tracks: Vec::new(),
             },
             remote_ufrag: offer.ice_ufrag.clone(),
             fingerprint: expected(&offer.fingerprint),
@@ -241,8 +254,28 @@ impl Shared {
                 for t in track_ids {
                     let _ = media.remove_track(*t);
                 }
+                if let Some(c) = &self.cascade
+                    && !track_ids.is_empty()
+                {
+                    c.send(Command::Unpublish {
+                        room: peer.room.clone(),
+                        publisher: id.clone(),
+                        tracks: track_ids.clone(),
+                    });
+                }
             }
-            Role::Subscriber { .. } => self.rooms().remove_subscriber(&peer.room),
+            Role::Subscriber { remote_tracks, .. } => {
+                self.rooms().remove_subscriber(&peer.room);
+                if let Some(c) = &self.cascade {
+                    for &track in remote_tracks {
+                        c.send(Command::Want {
+                            room: peer.room.clone(),
+                            track,
+                            more: false,
+                        });
+                    }
+                }
+            }
         }
         {
             let mut media = self.media.lock();
@@ -397,8 +430,9 @@ impl Shared {
             } => {
                 let mut infos = Vec::new();
                 let mut sources = Vec::new();
+                let mut descriptors = Vec::new();
                 for t in tracks.iter() {
-                    let track_id = self.next_id();
+                    let track_id = self.next_track_id();
                     let cfg = TrackConfig {
                         id: track_id,
                         publisher: session,
@@ -424,6 +458,7 @@ impl Shared {
                         simulcast: t.simulcast,
                         layers: t.layers.len(),
                     });
+                    descriptors.push(TrackDescriptor::from_published(track_id, id, t, ext_uris));
                     sources.push(SourceTrack {
                         track_id,
                         stream_id: id.clone(),
@@ -439,10 +474,22 @@ impl Shared {
                 };
                 drop(media);
                 let room = peer.room.clone();
+                let publisher = id.clone();
                 drop(peers);
                 self.rooms().add_publisher(&room, info, sources);
+                if let Some(c) = &self.cascade {
+                    c.send(Command::Publish {
+                        room,
+                        publisher,
+                        tracks: descriptors,
+                    });
+                }
             }
-            Role::Subscriber { plan, .. } => {
+            Role::Subscriber {
+                plan,
+                remote_tracks,
+                ..
+            } => {
                 let mut rng = rand::rng();
                 for s in plan.iter() {
                     let cfg = SubscribeConfig {
@@ -460,6 +507,17 @@ impl Shared {
                     if let Err(e) = media.subscribe(cfg) {
                         // The publisher left between the answer and the handshake.
                         tracing::info!(session, track = s.track_id, error = %e, "track gone");
+                        continue;
+                    }
+                    if let Some(c) = &self.cascade
+                        && track_home(s.track_id) != c.node()
+                    {
+                        remote_tracks.push(s.track_id);
+                        c.send(Command::Want {
+                            room: peer.room.clone(),
+                            track: s.track_id,
+                            more: true,
+                        });
                     }
                 }
             }
