@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cascade;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod dtls;

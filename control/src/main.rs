@@ -1,4 +1,5 @@
-//! The `sluice` binary: run a node, mint tokens for it, run the benchmarks.
+//! The `sluice` binary: run a node, mint tokens for it, manage the cluster CA, run the
+//! benchmarks.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -18,6 +19,9 @@ enum Cmd {
     Node(Box<sluice_control::config::NodeArgs>),
     /// Mint a Bearer token (JWT) granting publish and/or subscribe in a room.
     Token(sluice_control::auth::TokenArgs),
+    /// The cluster CA: make one, issue node certificates for inter-node links.
+    #[command(subcommand)]
+    Ca(sluice_control::cluster::CaCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(Bench),
@@ -118,6 +122,16 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("sluice token: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Ca(cmd) => match sluice_control::cluster::run_ca_command(&cmd) {
+            Ok(done) => {
+                println!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice ca: {e}");
                 ExitCode::FAILURE
             }
         },

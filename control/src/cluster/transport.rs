@@ -1,0 +1,101 @@
+//! QUIC transport settings for links: sized for media datagrams, quick to notice a dead
+//! peer, with a selectable congestion controller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::congestion::{BbrConfig, CubicConfig};
+use quinn::{IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
+
+/// Size of the link's media header in front of each RTP packet (the dataplane's link
+/// framing); with [`MAX_RTP_PACKET`] it sets the smallest datagram a link must carry.
+pub const LINK_HEADER_LEN: usize = 11;
+/// Largest RTP packet a WebRTC sender produces (browsers stay at or below 1200 bytes).
+pub const MAX_RTP_PACKET: usize = 1200;
+/// Smallest `max_datagram_size()` a fresh link offers: one header plus one full RTP packet.
+pub const MIN_LINK_DATAGRAM: usize = LINK_HEADER_LEN + MAX_RTP_PACKET;
+
+/// UDP payload size links start with. quinn's default (1200) leaves about 1162 bytes of
+/// DATAGRAM payload; a short-header packet costs at most 38 bytes more than its
+/// datagram (flags, 8-byte connection id, packet number, AEAD tag, frame type and
+/// length), so 1300 leaves 1262, room for [`MIN_LINK_DATAGRAM`] with margin. As an IP
+/// packet that is 1328 (IPv4) or 1348 (IPv6) bytes, inside any ordinary 1400+ path.
+/// MTU discovery then probes upwards; if the path turns out smaller, quinn falls back to
+/// 1200 and oversize media is counted and dropped rather than fragmented.
+pub const INITIAL_MTU: u16 = 1300;
+
+/// Keep-alives every second keep NAT bindings and quinn's loss detection fed even on a
+/// quiet link; with the idle timeout below a dead peer is noticed within 4 s.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Media waiting to be sent is useless once stale: 256 KiB is ~200 ms at 10 Mbit/s.
+/// When it is full the newest datagram is dropped and counted (see the link endpoint).
+pub const DATAGRAM_SEND_BUFFER: usize = 256 * 1024;
+/// Absorbs bursts until the endpoint's reader drains them to the event channel.
+pub const DATAGRAM_RECEIVE_BUFFER: usize = 1024 * 1024;
+
+/// Large enough for a 4 MiB control message to flow without stalling on stream credit.
+const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
+
+/// Which congestion controller a link runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Congestion {
+    /// quinn's BBR: paces at the estimated bottleneck rate instead of filling queues,
+    /// and does not read random loss as congestion.
+    #[default]
+    Bbr,
+    /// quinn's Cubic, the loss-based reference.
+    Cubic,
+}
+
+impl std::str::FromStr for Congestion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "bbr" => Ok(Self::Bbr),
+            "cubic" => Ok(Self::Cubic),
+            _ => Err(format!(
+                "unknown congestion controller {s:?}; use bbr or cubic"
+            )),
+        }
+    }
+}
+
+/// The transport configuration both ends of a link use.
+pub fn transport_config(congestion: Congestion) -> TransportConfig {
+    let mut t = TransportConfig::default();
+    t.initial_mtu(INITIAL_MTU)
+        .mtu_discovery_config(Some(MtuDiscoveryConfig::default()))
+        .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
+        .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER)
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(Some(
+            IdleTimeout::try_from(IDLE_TIMEOUT)
+                .unwrap_or(IdleTimeout::from(VarInt::from_u32(4_000))),
+        ))
+        // One control stream per direction, plus slack for a replacement while the old
+        // one drains. No bidirectional streams are used.
+        .max_concurrent_uni_streams(VarInt::from_u32(4))
+        .max_concurrent_bidi_streams(VarInt::from_u32(0))
+        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW));
+    match congestion {
+        Congestion::Bbr => t.congestion_controller_factory(Arc::new(BbrConfig::default())),
+        Congestion::Cubic => t.congestion_controller_factory(Arc::new(CubicConfig::default())),
+    };
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn congestion_parses() {
+        assert_eq!("BBR".parse(), Ok(Congestion::Bbr));
+        assert_eq!("cubic".parse(), Ok(Congestion::Cubic));
+        assert!("reno".parse::<Congestion>().is_err());
+        assert_eq!(Congestion::default(), Congestion::Bbr);
+    }
+}
