@@ -13,12 +13,18 @@
 //! A session whose peer re-nominates another candidate pair keeps its worker (and its
 //! SRTP state); if the new address steers elsewhere, the worker it lands on hands the
 //! session's RTP and RTCP over (`rebind_session`).
+//!
+//! Cascade: a track published on another node is added with `add_remote_track` and homed
+//! on worker `track id % workers`, so a link's receive path needs no table to find it;
+//! its packets go in with `link_media`, and what its subscribers ask of the publisher
+//! comes out as [`crate::router::UpstreamEvent`]s. On the publishing node, `link_*` and
+//! `request_keyframe` serve the far nodes; their packets come out of `Workers::links`.
 
 use crate::driver::{ActiveDriver, DriverConfig, WorkerStats, Workers};
 use crate::engine::{Micros, WorkerId};
 use crate::router::{
-    IceCredentials, Router, RouterCommand, RouterConfig, RouterStats, SessionConfig, SessionId,
-    SubscribeConfig, TrackConfig, TrackId,
+    IceCredentials, MAX_NACK_UPSTREAM, Router, RouterCommand, RouterConfig, RouterStats,
+    SessionConfig, SessionId, SubscribeConfig, TrackConfig, TrackId,
 };
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -35,6 +41,8 @@ pub enum NodeError {
     UnknownSession(SessionId),
     #[error("unknown track {0}")]
     UnknownTrack(TrackId),
+    #[error("track {0} exists already")]
+    TrackExists(TrackId),
     #[error("worker {0} has stopped")]
     WorkerGone(WorkerId),
 }
@@ -205,6 +213,89 @@ impl MediaNode {
             self.send(w, RouterCommand::AddTrack(Box::new(config.clone())))?;
         }
         Ok(())
+    }
+
+    /// Announces a track published on another node of the cascade on every worker,
+    /// homed on [`MediaNode::remote_home`]. `config.publisher` and `config.home` are
+    /// ignored. [`MediaNode::remove_track`] removes it.
+    pub fn add_remote_track(&mut self, mut config: TrackConfig) -> Result<(), NodeError> {
+        if self.tracks.contains_key(&config.id) {
+            return Err(NodeError::TrackExists(config.id));
+        }
+        let home = self.remote_home(config.id);
+        config.home = home;
+        self.tracks.insert(config.id, home);
+        self.broadcast(|| RouterCommand::AddRemoteTrack(Box::new(config.clone())))
+    }
+
+    /// The worker a remote track lives on: a function of its id alone.
+    pub fn remote_home(&self, track: TrackId) -> WorkerId {
+        (track % self.workers.workers() as u64) as WorkerId
+    }
+
+    /// Hands a remote track's packet from a link to its home worker, which sends it to
+    /// the track's subscribers as if its publisher were here. A packet for a track that
+    /// is not a remote track here is dropped and counted there
+    /// (`RouterStats::drop_link_unknown_track`).
+    pub fn link_media(
+        &self,
+        track: TrackId,
+        layer: u8,
+        keyframe: bool,
+        packet: Bytes,
+    ) -> Result<(), NodeError> {
+        let cmd = RouterCommand::LinkMedia {
+            track,
+            layer,
+            keyframe,
+            packet,
+        };
+        self.send(self.remote_home(track), cmd)
+    }
+
+    fn home(&self, track: TrackId) -> Result<WorkerId, NodeError> {
+        self.tracks
+            .get(&track)
+            .copied()
+            .ok_or(NodeError::UnknownTrack(track))
+    }
+
+    /// Starts sending `layer` of `track` to `node`, once however many subscribers are
+    /// behind it.
+    pub fn link_subscribe(&self, track: TrackId, node: u32, layer: u8) -> Result<(), NodeError> {
+        let cmd = RouterCommand::LinkSubscribe { track, node, layer };
+        self.send(self.home(track)?, cmd)
+    }
+
+    pub fn link_unsubscribe(&self, track: TrackId, node: u32, layer: u8) -> Result<(), NodeError> {
+        let cmd = RouterCommand::LinkUnsubscribe { track, node, layer };
+        self.send(self.home(track)?, cmd)
+    }
+
+    /// A far node needs a keyframe of this layer: asked of the publisher, throttled with
+    /// the local subscribers' requests (or passed further upstream, for a remote track).
+    pub fn request_keyframe(&self, track: TrackId, layer: u8) -> Result<(), NodeError> {
+        let cmd = RouterCommand::RequestKeyframe { track, layer };
+        self.send(self.home(track)?, cmd)
+    }
+
+    /// A far node lost these packets (the publisher's sequence numbers) of a layer it
+    /// subscribes to: resent to it from the cache as link packets. At most
+    /// [`MAX_NACK_UPSTREAM`] are looked at.
+    pub fn link_nack(
+        &self,
+        track: TrackId,
+        node: u32,
+        layer: u8,
+        seqs: &[u16],
+    ) -> Result<(), NodeError> {
+        let cmd = RouterCommand::LinkNack {
+            track,
+            node,
+            layer,
+            seqs: seqs[..seqs.len().min(MAX_NACK_UPSTREAM)].to_vec(),
+        };
+        self.send(self.home(track)?, cmd)
     }
 
     pub fn remove_track(&mut self, id: TrackId) -> Result<(), NodeError> {

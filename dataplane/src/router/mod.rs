@@ -7,9 +7,11 @@
 //! Commands (sessions with their keys, tracks, subscriptions) arrive from the control
 //! plane; nothing here blocks, allocates per packet, or reads a clock. RTCP the node
 //! originates (reports, congestion feedback) and the layer choice it drives live in
-//! `feedback/`; the ICE-lite responder and the DTLS relay to the control plane in `ice/`.
+//! `feedback/`; the ICE-lite responder and the DTLS relay to the control plane in `ice/`;
+//! tracks published on another node of the cascade in `cascade.rs`.
 
 mod cache;
+mod cascade;
 mod extmap;
 mod feedback;
 mod ice;
@@ -20,6 +22,7 @@ mod stats;
 mod track;
 
 pub use cache::{CACHE_PACKET_MAX, CACHE_SLOTS};
+pub use cascade::{MAX_NACK_UPSTREAM, UpstreamEvent};
 pub use feedback::FeedbackConfig;
 pub use ice::{IceCredentials, MAX_REMOTES_PER_SESSION, RouterEvent};
 pub use keyframe::is_keyframe;
@@ -130,6 +133,10 @@ pub enum RouterCommand {
     RemoveSession(SessionId),
     /// Sent to every worker.
     AddTrack(Box<TrackConfig>),
+    /// Sent to every worker: a track published on another node of the cascade. Its
+    /// `publisher` is ignored; its media arrives by [`RouterCommand::LinkMedia`] on
+    /// `home`.
+    AddRemoteTrack(Box<TrackConfig>),
     /// Sent to every worker.
     RemoveTrack(TrackId),
     /// Sent to the subscriber session's worker.
@@ -153,6 +160,28 @@ pub enum RouterCommand {
     LinkUnsubscribe {
         track: TrackId,
         node: u32,
+        layer: u8,
+    },
+    /// Sent to a remote track's home worker: a packet of it from the link, the
+    /// publisher's decrypted RTP as it was sent.
+    LinkMedia {
+        track: TrackId,
+        layer: u8,
+        keyframe: bool,
+        packet: Bytes,
+    },
+    /// Sent to the track's home worker: resend these packets (the publisher's sequence
+    /// numbers) of a layer `node` subscribes to, from the cache, as link packets.
+    LinkNack {
+        track: TrackId,
+        node: u32,
+        layer: u8,
+        seqs: Vec<u16>,
+    },
+    /// Sent to the track's home worker: someone (another node) needs a keyframe of this
+    /// layer. Throttled like a local subscriber's request.
+    RequestKeyframe {
+        track: TrackId,
         layer: u8,
     },
     /// Sent to every worker: a session's ICE credentials (a new session, or an ICE
@@ -232,6 +261,13 @@ pub struct RouterConfig {
     pub handshake_rate: u32,
     /// STUN checks and DTLS records per second (and burst) from each validated remote.
     pub remote_handshake_rate: u32,
+    /// Where requests for remote tracks' publishers go (keyframes, NACKs the cache
+    /// cannot answer). Sent without waiting: a full channel drops and counts
+    /// (`events_dropped`), as does `None`.
+    pub upstream: Option<crossbeam_channel::Sender<UpstreamEvent>>,
+    /// A sequence number of a remote track is asked upstream at most once per interval
+    /// (per worker), however many subscribers NACK it.
+    pub nack_upstream_interval: Micros,
 }
 
 impl Default for RouterConfig {
@@ -245,6 +281,8 @@ impl Default for RouterConfig {
             consent_timeout: 30_000_000,
             handshake_rate: 2000,
             remote_handshake_rate: 200,
+            upstream: None,
+            nack_upstream_interval: 100_000,
         }
     }
 }
@@ -436,7 +474,7 @@ impl Router {
         let keyframe = RtpPacket::parse(pkt).is_ok_and(|p| is_keyframe(track.codec, p.payload()));
         layer_state.cache.insert(seq, pkt);
         layer_state.rate.add(now, len);
-        self.fan_out(now, ti, layer, keyframe, pkt, out);
+        self.fan_out(now, ti, layer, keyframe, pkt, None, out);
     }
 
     fn count_srtp_error(&mut self, e: SrtpError) {
@@ -448,7 +486,9 @@ impl Router {
     }
 
     /// Sends a plaintext publisher packet to every local subscriber of its layer, and
-    /// (on the home worker) to other workers and nodes.
+    /// (on the home worker) to other workers and nodes. `shared` is `pkt` when it is
+    /// already refcounted (from a link), which workers and links then share as it is.
+    #[allow(clippy::too_many_arguments)]
     fn fan_out(
         &mut self,
         now: Micros,
@@ -456,6 +496,7 @@ impl Router {
         layer: u8,
         keyframe: bool,
         pkt: &[u8],
+        shared: Option<&Bytes>,
         out: &mut Output<RouterHandoff>,
     ) {
         let Self {
@@ -510,8 +551,9 @@ impl Router {
             };
             forward(now, sub, srtp_out, feedback, *remote, o, out, stats);
         }
+        let mut share = || shared.cloned().unwrap_or_else(|| pool.share(pkt));
         if track.home == *worker && !track.workers.is_empty() {
-            let packet = pool.share(pkt);
+            let packet = share();
             for &(w, _) in &track.workers {
                 out.handoffs.push((
                     w,
@@ -526,7 +568,7 @@ impl Router {
             }
         }
         if track.home == *worker && track.links.iter().any(|&(_, l)| l == layer) {
-            let packet = pool.share(pkt);
+            let packet = share();
             for &(node, l) in &track.links {
                 if l == layer {
                     out.links.push(LinkPacket {
@@ -588,7 +630,8 @@ impl Router {
         }
     }
 
-    /// Answers a subscriber's NACK from the cache, as RTX when it negotiated RTX.
+    /// Answers a subscriber's NACK from the cache, as RTX when it negotiated RTX. What a
+    /// remote track's cache misses is asked upstream.
     fn on_nack(
         &mut self,
         now: Micros,
@@ -601,6 +644,7 @@ impl Router {
             tracks,
             sessions,
             stats,
+            config,
             ..
         } = self;
         let Some(Session {
@@ -616,14 +660,17 @@ impl Router {
         let Some(sub) = subscriptions.iter_mut().find(|s| s.ssrc == media_ssrc) else {
             return;
         };
-        let Some(track) = tracks[sub.track].as_ref() else {
+        let Some(track) = tracks[sub.track].as_mut() else {
             return;
         };
+        let mut upstream = cascade::UpstreamNack::default();
         for out_seq in lost {
-            let cached = sub.rewriter.original(out_seq).and_then(|(ssrc, seq)| {
-                let (layer, _) = track.layer_of(ssrc)?;
-                track.layers[usize::from(layer)].cache.get(seq)
-            });
+            let original = sub
+                .rewriter
+                .original(out_seq)
+                .and_then(|(ssrc, seq)| Some((track.layer_of(ssrc)?.0, seq)));
+            let cached =
+                original.and_then(|(layer, seq)| track.layers[usize::from(layer)].cache.get(seq));
             match cached {
                 Some(pkt) => {
                     let id = sub.twcc_source;
@@ -639,9 +686,21 @@ impl Router {
                         stats.retransmits += 1;
                     }
                 }
-                None => stats.nack_miss += 1,
+                None => {
+                    stats.nack_miss += 1;
+                    if let Some((layer, seq)) = original.filter(|_| track.remote)
+                        && track.layers[usize::from(layer)].nack_upstream.admit(
+                            now,
+                            seq,
+                            config.nack_upstream_interval,
+                        )
+                    {
+                        upstream.push(track.id, layer, seq, config.upstream.as_ref(), stats);
+                    }
+                }
             }
         }
+        upstream.flush(track.id, config.upstream.as_ref(), stats);
     }
 
     fn on_keyframe_request(
@@ -695,6 +754,10 @@ impl Router {
                     layer,
                 },
             ));
+            return;
+        }
+        if track.remote {
+            self.keyframe_upstream(ti, layer);
             return;
         }
         let (Some(psi), Some(media_ssrc)) = (track.publisher, l.ssrc) else {
@@ -838,14 +901,16 @@ impl Router {
         }
     }
 
-    fn add_track(&mut self, config: &TrackConfig) {
+    /// A `remote` track's publisher lives on another node: `config.publisher` is no
+    /// session of ours, whatever its value.
+    fn add_track(&mut self, config: &TrackConfig, remote: bool) {
         if self.track_by_id.contains_key(&config.id) || config.layers.is_empty() {
             return;
         }
-        let publisher = (config.home == self.worker)
+        let publisher = (config.home == self.worker && !remote)
             .then(|| self.session_by_id.get(&config.publisher).copied())
             .flatten();
-        let track = Track::new(config, publisher);
+        let track = Track::new(config, publisher, remote);
         let ti = match self.free_tracks.pop() {
             Some(i) => {
                 self.tracks[i] = Some(track);
@@ -1188,7 +1253,7 @@ impl PacketHandler for Router {
                     l.last_packet_at = Some(now);
                     l.rate.add(now, packet.len());
                 }
-                self.fan_out(now, ti, layer, keyframe, &packet, out);
+                self.fan_out(now, ti, layer, keyframe, &packet, None, out);
             }
             RouterHandoff::Interest {
                 track,
@@ -1222,7 +1287,8 @@ impl PacketHandler for Router {
         match cmd {
             RouterCommand::AddSession(c) => self.add_session(now, &c),
             RouterCommand::RemoveSession(id) => self.remove_session(id, &mut Some(out)),
-            RouterCommand::AddTrack(c) => self.add_track(&c),
+            RouterCommand::AddTrack(c) => self.add_track(&c, false),
+            RouterCommand::AddRemoteTrack(c) => self.add_track(&c, true),
             RouterCommand::RemoveTrack(id) => self.remove_track(id),
             RouterCommand::Subscribe(c) => self.subscribe(now, &c, out),
             RouterCommand::Unsubscribe { session, track } => self.unsubscribe(session, track, out),
@@ -1248,6 +1314,23 @@ impl PacketHandler for Router {
                     .and_then(|&ti| self.tracks[ti].as_mut())
                 {
                     t.links.retain(|&l| l != (node, layer));
+                }
+            }
+            RouterCommand::LinkMedia {
+                track,
+                layer,
+                keyframe,
+                packet,
+            } => self.on_link_media(now, track, layer, keyframe, packet, out),
+            RouterCommand::LinkNack {
+                track,
+                node,
+                layer,
+                seqs,
+            } => self.on_link_nack(track, node, layer, &seqs, out),
+            RouterCommand::RequestKeyframe { track, layer } => {
+                if let Some(&ti) = self.track_by_id.get(&track) {
+                    self.request_keyframe(now, ti, layer, out);
                 }
             }
             RouterCommand::AddIce(c) => self.ice.add(&c),

@@ -12,6 +12,15 @@ pub struct RouterStats {
     pub remote_handoffs_out: u64,
     pub remote_handoffs_in: u64,
     pub link_out: u64,
+    /// Remote tracks' packets taken in from links.
+    pub link_in: u64,
+    /// Packets resent to a far node that NACKed them, and those the cache no longer
+    /// held (or that node does not subscribe to).
+    pub link_retransmits: u64,
+    pub link_nack_miss: u64,
+    /// Keyframe requests and NACKed sequence numbers sent toward remote publishers.
+    pub keyframe_requests_upstream: u64,
+    pub nack_upstream: u64,
     pub retransmits: u64,
     pub keyframe_requests: u64,
     pub layer_switches: u64,
@@ -51,4 +60,7 @@ pub struct RouterStats {
     /// Publisher retransmissions of packets already received and forwarded.
     pub drop_duplicate: u64,
     pub nack_miss: u64,
+    /// Link media for a track that is not a remote track homed here (unknown, removed,
+    /// or published on this node).
+    pub drop_link_unknown_track: u64,
 }

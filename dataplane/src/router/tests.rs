@@ -829,3 +829,5 @@ fn forwarded_remote_is_handed_to_the_session_worker() {
     assert!(steered.out.handoffs.is_empty());
     assert_eq!(steered.router.stats().drop_unknown_session, 1);
 }
+
+mod cascade;

@@ -1,4 +1,5 @@
 use super::cache::PacketCache;
+use super::cascade::NackThrottle;
 use super::feedback::{RateMeter, ReceiveStats};
 use super::{Codec, LayerConfig, Micros, SessionIdx, TrackConfig, TrackId};
 use crate::engine::WorkerId;
@@ -18,6 +19,8 @@ pub struct Layer {
     pub recv: ReceiveStats,
     /// Incoming media bitrate, for fitting layers to estimates.
     pub rate: RateMeter,
+    /// Sequence numbers asked of a remote publisher lately.
+    pub nack_upstream: NackThrottle,
 }
 
 #[derive(Debug)]
@@ -30,6 +33,8 @@ pub struct Track {
     pub home: WorkerId,
     /// The publisher's session, when it lives on this worker.
     pub publisher: Option<SessionIdx>,
+    /// Published on another node: media comes from the link, requests go upstream.
+    pub remote: bool,
     pub layers: Vec<Layer>,
     /// Local subscriber sessions.
     pub subscribers: Vec<SessionIdx>,
@@ -40,7 +45,7 @@ pub struct Track {
 }
 
 impl Track {
-    pub fn new(config: &TrackConfig, publisher: Option<SessionIdx>) -> Self {
+    pub fn new(config: &TrackConfig, publisher: Option<SessionIdx>, remote: bool) -> Self {
         Self {
             id: config.id,
             codec: config.codec,
@@ -48,6 +53,7 @@ impl Track {
             payload_type: config.payload_type,
             home: config.home,
             publisher,
+            remote,
             layers: config
                 .layers
                 .iter()
@@ -60,6 +66,7 @@ impl Track {
                     last_packet_at: None,
                     recv: ReceiveStats::default(),
                     rate: RateMeter::default(),
+                    nack_upstream: NackThrottle::default(),
                 })
                 .collect(),
             subscribers: Vec::new(),
