@@ -25,9 +25,10 @@ pub const MIN_LINK_DATAGRAM: usize = LINK_HEADER_LEN + MAX_RTP_PACKET;
 pub const INITIAL_MTU: u16 = 1300;
 
 /// Keep-alives every second keep NAT bindings and quinn's loss detection fed even on a
-/// quiet link; with the idle timeout below a dead peer is noticed within 4 s.
+/// quiet link; with the idle timeout below (milliseconds) a dead peer is noticed
+/// within 4 s.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+pub const IDLE_TIMEOUT_MS: u32 = 4_000;
 
 /// Media waiting to be sent is useless once stale: 256 KiB is ~200 ms at 10 Mbit/s.
 /// When it is full the newest datagram is dropped and counted (see the link endpoint).
@@ -71,10 +72,7 @@ pub fn transport_config(congestion: Congestion) -> TransportConfig {
         .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
         .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER)
         .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(Some(
-            IdleTimeout::try_from(IDLE_TIMEOUT)
-                .unwrap_or(IdleTimeout::from(VarInt::from_u32(4_000))),
-        ))
+        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(IDLE_TIMEOUT_MS))))
         // One control stream per direction, plus slack for a replacement while the old
         // one drains. No bidirectional streams are used.
         .max_concurrent_uni_streams(VarInt::from_u32(4))
