@@ -7,22 +7,23 @@ use std::time::Duration;
 use quinn::congestion::{BbrConfig, CubicConfig};
 use quinn::{IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
 
-/// Size of the link's media header in front of each RTP packet (the dataplane's link
-/// framing); with [`MAX_RTP_PACKET`] it sets the smallest datagram a link must carry.
-pub const LINK_HEADER_LEN: usize = 11;
-/// Largest RTP packet a WebRTC sender produces (browsers stay at or below 1200 bytes).
-pub const MAX_RTP_PACKET: usize = 1200;
-/// Smallest `max_datagram_size()` a fresh link offers: one header plus one full RTP packet.
-pub const MIN_LINK_DATAGRAM: usize = LINK_HEADER_LEN + MAX_RTP_PACKET;
+/// Smallest `max_datagram_size()` a fresh link must offer: the dataplane's largest media
+/// frame, an 11-byte link header plus a full 1200-byte RTP packet.
+pub const MIN_LINK_DATAGRAM: usize = sluice_dataplane::link::MAX_FRAME;
+
+/// Most bytes a 1-RTT packet adds around one DATAGRAM frame's payload, by quinn's own
+/// conservative reckoning: flags (1), destination connection id (8, quinn's default),
+/// packet number (4), AEAD tag (16), frame type and length bound (9).
+const DATAGRAM_OVERHEAD: usize = 38;
 
 /// UDP payload size links start with. quinn's default (1200) leaves about 1162 bytes of
-/// DATAGRAM payload; a short-header packet costs at most 38 bytes more than its
-/// datagram (flags, 8-byte connection id, packet number, AEAD tag, frame type and
-/// length), so 1300 leaves 1262, room for [`MIN_LINK_DATAGRAM`] with margin. As an IP
-/// packet that is 1328 (IPv4) or 1348 (IPv6) bytes, inside any ordinary 1400+ path.
+/// DATAGRAM payload; with [`DATAGRAM_OVERHEAD`], 1300 leaves 1262, room for
+/// [`MIN_LINK_DATAGRAM`] with margin. As an IP packet that is 1328 (IPv4) or 1348 (IPv6)
+/// bytes, inside any ordinary 1400+ path.
 /// MTU discovery then probes upwards; if the path turns out smaller, quinn falls back to
 /// 1200 and oversize media is counted and dropped rather than fragmented.
 pub const INITIAL_MTU: u16 = 1300;
+const _: () = assert!(INITIAL_MTU as usize - DATAGRAM_OVERHEAD >= MIN_LINK_DATAGRAM);
 
 /// Keep-alives every second keep NAT bindings and quinn's loss detection fed even on a
 /// quiet link; with the idle timeout below (milliseconds) a dead peer is noticed

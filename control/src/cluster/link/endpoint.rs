@@ -160,7 +160,8 @@ impl LinkEndpoint {
         let attempt = {
             let mut peers = lock(&self.shared.peers);
             let entry = peers.entry(peer.clone()).or_default();
-            if let Some(active) = &entry.active {
+            // A link that is closing but not yet reported counts as gone: dial anew.
+            if let Some(active) = entry.active.as_ref().filter(|a| !a.handle.is_closed()) {
                 return Ok(active.handle.clone());
             }
             entry.waiters.retain(|w| !w.is_closed());
@@ -541,7 +542,11 @@ async fn activate(s: &Arc<Shared>, ready: Ready, attempt: Option<u64>) -> Result
             None => {
                 let existing = Existing {
                     pending_outgoing: entry.pending.is_some(),
-                    active: entry.active.as_ref().map(Active::info),
+                    active: entry
+                        .active
+                        .as_ref()
+                        .filter(|a| !a.handle.is_closed())
+                        .map(Active::info),
                 };
                 tiebreak::decide_incoming(&s.name, &peer, peer_instance, existing)
                     == Decision::Accept
