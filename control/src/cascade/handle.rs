@@ -2,7 +2,7 @@
 //! A node without a cluster has no handle, and sessions skip every call.
 
 use super::catalog::TrackDescriptor;
-use sluice_dataplane::router::TrackId;
+use sluice_dataplane::router::{TrackId, UpstreamEvent};
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -25,6 +25,8 @@ pub enum Command {
     },
     /// Someone here is interested in a room: learn its publishers on other nodes.
     Watch { room: String },
+    /// A keyframe request or lost packets of a remote track, for its home node.
+    Upstream(UpstreamEvent),
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +87,7 @@ mod tests {
         assert_ne!(node_number("edge-fra-1"), node_number("edge-fra-2"));
         for name in ["0", "node-a", "", "99999999999"] {
             let n = node_number(name);
-            assert!(n >= 1 && n < (1 << 24), "{name}: {n}");
+            assert!((1..1 << 24).contains(&n), "{name}: {n}");
         }
     }
 }

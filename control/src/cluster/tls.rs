@@ -32,6 +32,9 @@ pub struct LinkTls {
     name: String,
     server: Arc<QuicServerConfig>,
     client: Arc<QuicClientConfig>,
+    /// Like `client`, but any node of the CA is accepted whatever its name: for dialing
+    /// an address whose node is not known yet (a seed, a member gossip told us of).
+    probe: Arc<QuicClientConfig>,
 }
 
 impl std::fmt::Debug for LinkTls {
@@ -70,9 +73,21 @@ impl LinkTls {
 
         let mut client = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, node.key_der())?;
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(chain.clone(), node.key_der())?;
         client.alpn_protocols = vec![LINK_ALPN.to_vec()];
+
+        let any_node = Arc::new(AnyNodeOfCa(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| TlsError::TrustAnchor(e.to_string()))?,
+        ));
+        let mut probe = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(any_node)
+            .with_client_auth_cert(chain, node.key_der())?;
+        probe.alpn_protocols = vec![LINK_ALPN.to_vec()];
 
         Ok(Self {
             name: node.name().to_owned(),
@@ -81,6 +96,9 @@ impl LinkTls {
             ),
             client: Arc::new(
                 QuicClientConfig::try_from(client).map_err(|e| TlsError::Quic(e.to_string()))?,
+            ),
+            probe: Arc::new(
+                QuicClientConfig::try_from(probe).map_err(|e| TlsError::Quic(e.to_string()))?,
             ),
         })
     }
@@ -103,6 +121,65 @@ impl LinkTls {
         let mut config = quinn::ClientConfig::new(self.client.clone());
         config.transport_config(transport);
         config
+    }
+}
+
+impl LinkTls {
+    /// A quinn client configuration that accepts any server certified by the CA, whatever
+    /// node it is: the caller reads the name from the connection.
+    pub fn probe_config(&self, transport: Arc<quinn::TransportConfig>) -> quinn::ClientConfig {
+        let mut config = quinn::ClientConfig::new(self.probe.clone());
+        config.transport_config(transport);
+        config
+    }
+}
+
+/// The CA's own chain check, without the name check: which node answered is read from
+/// its (verified) certificate afterwards.
+#[derive(Debug)]
+struct AnyNodeOfCa(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyNodeOfCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                NotValidForName | NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 

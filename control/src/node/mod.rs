@@ -2,10 +2,12 @@
 //! connect them. `Node::start` is what `sluice node` runs and what the integration tests
 //! start in-process.
 
+mod cascade;
 mod media;
 mod peer;
 mod sessions;
 
+pub use cascade::CascadeCountersSnapshot;
 pub use peer::{Peer, PeerState, Role};
 pub use sessions::{PostError, Posted};
 
@@ -80,6 +82,9 @@ impl Shared {
     }
 }
 
+/// Upstream requests (keyframes, NACKs of remote tracks) queued for the cascade.
+const UPSTREAM_QUEUE: usize = 4096;
+
 /// How long a request waits for a room's state from other nodes. The room's coordinator
 /// answers a newcomer within a round trip; this covers a slow link.
 pub const REMOTE_ROOM_WAIT: Duration = Duration::from_secs(2);
@@ -91,6 +96,7 @@ pub struct Node {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    cascade: Option<cascade::CascadeStarted>,
 }
 
 impl Node {
@@ -106,9 +112,22 @@ impl Node {
         let identity =
             Arc::new(DtlsIdentity::generate().context("generating the DTLS certificate")?);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let media = Media::start(driver_config(&config), router_config(&config), ev_tx)
+        let mut router = router_config(&config);
+        let upstream = if config.cluster.enabled() {
+            let (tx, rx) = crossbeam_channel::bounded(UPSTREAM_QUEUE);
+            router.upstream = Some(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        let media = Media::start(driver_config(&config), router, ev_tx)
             .with_context(|| format!("starting media workers on {}", config.media.bind))?;
         let media_addr = media.local_addr();
+        let mut cascade = if config.cluster.enabled() {
+            Some(cascade::prepare(&config, media_addr)?)
+        } else {
+            None
+        };
         let candidates = if config.media.announce.is_empty() {
             vec![media_addr]
         } else {
@@ -149,7 +168,7 @@ impl Node {
             rooms: Mutex::new(Rooms::default()),
             peers: Mutex::new(Peers::default()),
             next_id: AtomicU64::new(1),
-            cascade: None,
+            cascade: cascade.as_ref().map(|c| c.handle.clone()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let app = crate::http::router(shared.clone());
@@ -167,11 +186,26 @@ impl Node {
             Arc::downgrade(&shared),
             stop_rx.clone(),
         ));
+        let mut tasks = vec![http, events, reaper];
+        if let Some(c) = &mut cascade {
+            tasks.push(cascade::spawn(c, &shared, stop_rx.clone())?);
+            if let Some(rx) = upstream {
+                let handle = c.handle.clone();
+                std::thread::Builder::new()
+                    .name("sluice-upstream".into())
+                    .spawn(move || {
+                        while let Ok(ev) = rx.recv() {
+                            handle.send(crate::cascade::handle::Command::Upstream(ev));
+                        }
+                    })?;
+            }
+        }
         Ok(Node {
             shared,
             http_addr,
             stop,
-            tasks: vec![http, events, reaper],
+            tasks,
+            cascade,
         })
     }
 
@@ -194,6 +228,40 @@ impl Node {
     /// Live counters of every worker's router.
     pub fn router_stats(&self) -> Vec<RouterStats> {
         self.shared.media.router_stats()
+    }
+
+    /// The cluster link endpoint's counters, when this node is in a cluster.
+    pub fn link_counters(&self) -> Option<crate::cluster::LinkCountersSnapshot> {
+        self.cascade
+            .as_ref()
+            .map(|c| c.endpoint.counters().snapshot())
+    }
+
+    /// The links to other nodes, when this node is in a cluster.
+    pub fn links(&self) -> Vec<crate::cluster::LinkHandle> {
+        self.cascade
+            .as_ref()
+            .map(|c| c.endpoint.links())
+            .unwrap_or_default()
+    }
+
+    /// Media packets the cascade put on links and took from them, and drops.
+    pub fn cascade_counters(&self) -> Option<CascadeCountersSnapshot> {
+        self.cascade.as_ref().map(|c| c.counters.snapshot())
+    }
+
+    /// This node's link endpoint address, when it is in a cluster.
+    pub fn link_addr(&self) -> Option<SocketAddr> {
+        self.cascade
+            .as_ref()
+            .and_then(|c| c.endpoint.local_addr().ok())
+    }
+
+    /// Other live cluster members, as membership sees them.
+    pub fn cluster_members(&self) -> usize {
+        self.cascade
+            .as_ref()
+            .map_or(0, |c| c.members.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Sessions (publishers and subscribers, connecting or connected) on this node.

@@ -41,6 +41,7 @@ struct Shared {
     instance: u64,
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
+    probe_config: quinn::ClientConfig,
     counters: Arc<LinkCounters>,
     events: mpsc::Sender<LinkEvent>,
     peers: Mutex<HashMap<PeerName, PeerEntry>>,
@@ -118,6 +119,7 @@ impl LinkEndpoint {
             name: tls.name().into(),
             instance: rand::random(),
             endpoint: endpoint.clone(),
+            probe_config: tls.probe_config(transport.clone()),
             client_config: tls.client_config(transport),
             counters: Arc::default(),
             events,
@@ -183,6 +185,36 @@ impl LinkEndpoint {
             Ok(Err(_)) => Err(LinkError::Closed(peer.to_string())),
             Err(_) => Err(LinkError::Timeout(peer.to_string())),
         }
+    }
+
+    /// The link to whichever node listens at `addr`: a short TLS handshake that accepts
+    /// any node certified by the CA learns its name (then closes), and [`Self::connect`]
+    /// dials it by that name. For seeds and members known only by address.
+    pub async fn connect_any(&self, addr: SocketAddr) -> Result<LinkHandle, LinkError> {
+        let who = addr.to_string();
+        let connecting = self
+            .shared
+            .endpoint
+            .connect_with(
+                self.shared.probe_config.clone(),
+                addr,
+                "probe.sluice.internal",
+            )
+            .map_err(|e| LinkError::Connect {
+                peer: who.clone(),
+                reason: e.to_string(),
+            })?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| LinkError::Timeout(who.clone()))?
+            .map_err(|e| LinkError::Refused {
+                peer: who.clone(),
+                reason: e.to_string(),
+            })?;
+        let name = peer_node_name(&conn);
+        conn.close(close_code::NORMAL.into(), b"name probe");
+        let name = name.ok_or_else(|| LinkError::BadPeer(who, "names no node".to_owned()))?;
+        self.connect(addr, &name).await
     }
 
     /// The current link to `peer`.

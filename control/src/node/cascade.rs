@@ -1,0 +1,523 @@
+//! The cascade's driver: one tokio task owns the cascade core and reads the link
+//! endpoint's events and the sessions' commands; one thread carries the media plane's
+//! link packets onto the links as QUIC datagrams.
+//!
+//! What rides a link, by first byte:
+//! - datagrams: [`link::VERSION`] is a media frame (sluice_dataplane::link), [`STATE_DATAGRAM`]
+//!   a state datagram (membership gossip, small room pushes);
+//! - messages: [`MSG_STATE`] a state stream message, [`MSG_KEYFRAME`] a keyframe request
+//!   for a track homed at the receiver, [`MSG_NACK`] lost packets of such a track.
+
+use super::Shared;
+use crate::cascade::catalog::track_home;
+use crate::cascade::core::{Action, Cascade};
+use crate::cascade::handle::{CascadeHandle, Command, node_number};
+use crate::cascade::trust::LinkTrust;
+use crate::cluster::{Congestion, LinkEndpoint, LinkEvent, LinkHandle, LinkTls, NodeCert};
+use crate::config::{LinkCongestion, NodeConfig};
+use anyhow::Context;
+use bytes::{BufMut, Bytes, BytesMut};
+use sluice_dataplane::engine::LinkPacket;
+use sluice_dataplane::link;
+use sluice_dataplane::router::UpstreamEvent;
+use sluice_state::{Delivery, NodeId, NodeIdentity, Transmit};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+
+pub const STATE_DATAGRAM: u8 = 0xC5;
+pub const MSG_STATE: u8 = 0x01;
+pub const MSG_KEYFRAME: u8 = 0x02;
+pub const MSG_NACK: u8 = 0x03;
+
+/// State transmits held for a node being dialed; beyond this the oldest go (gossip
+/// repeats itself, anti-entropy repairs the rest).
+const PENDING_PER_PEER: usize = 64;
+
+/// Counters of the cascade driver, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct CascadeCounters {
+    pub media_out: AtomicU64,
+    pub media_in: AtomicU64,
+    /// Link packets for a node with no link, or that the link refused (oversize, full).
+    pub media_out_dropped: AtomicU64,
+    /// Datagrams and messages from a peer that did not decode.
+    pub malformed_in: AtomicU64,
+    pub upstream_out: AtomicU64,
+    pub upstream_in: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CascadeCountersSnapshot {
+    pub media_out: u64,
+    pub media_in: u64,
+    pub media_out_dropped: u64,
+    pub malformed_in: u64,
+    pub upstream_out: u64,
+    pub upstream_in: u64,
+}
+
+impl CascadeCounters {
+    pub fn snapshot(&self) -> CascadeCountersSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CascadeCountersSnapshot {
+            media_out: g(&self.media_out),
+            media_in: g(&self.media_in),
+            media_out_dropped: g(&self.media_out_dropped),
+            malformed_in: g(&self.malformed_in),
+            upstream_out: g(&self.upstream_out),
+            upstream_in: g(&self.upstream_in),
+        }
+    }
+}
+
+/// Links by node number, shared with the media thread.
+type LinkTable = Arc<RwLock<HashMap<u32, LinkHandle>>>;
+
+/// What `Node::start` keeps of a started cascade.
+#[derive(Debug)]
+pub struct CascadeStarted {
+    pub handle: CascadeHandle,
+    pub endpoint: LinkEndpoint,
+    pub counters: Arc<CascadeCounters>,
+    /// Live members other than this node, as of the driver's last step.
+    pub members: Arc<AtomicUsize>,
+    run: Option<RunParts>,
+}
+
+#[derive(Debug)]
+struct RunParts {
+    cascade: Cascade,
+    events: mpsc::Receiver<LinkEvent>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    links: LinkTable,
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Binds the link endpoint and builds the state node; nothing runs until [`spawn`].
+pub fn prepare(config: &NodeConfig, media_addr: SocketAddr) -> anyhow::Result<CascadeStarted> {
+    let c = &config.cluster;
+    let listen = c.listen.context("cluster.listen is not set")?;
+    let (ca_path, cert_path, key_path) = match (&c.ca_cert, &c.cert, &c.key) {
+        (Some(a), Some(b), Some(k)) => (a, b, k),
+        _ => anyhow::bail!("cluster.ca_cert, cluster.cert and cluster.key are required"),
+    };
+    let ca = crate::cluster::ca::load_ca_cert(ca_path)
+        .with_context(|| format!("reading cluster.ca_cert {}", ca_path.display()))?;
+    let cert = NodeCert::load_files(cert_path, key_path).with_context(|| {
+        format!(
+            "reading cluster.cert {} / cluster.key {}",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
+    let name = cert.name().to_owned();
+    if let Some(id) = &config.node.id
+        && *id != name
+    {
+        tracing::warn!(node_id = %id, cert = %name, "node.id differs from the name in cluster.cert; the cluster knows this node as {name}");
+    }
+    let tls = LinkTls::new(&ca, &cert).context("cluster TLS")?;
+    let congestion = match c.congestion {
+        LinkCongestion::Bbr => Congestion::Bbr,
+        LinkCongestion::Cubic => Congestion::Cubic,
+    };
+    let (endpoint, events) = LinkEndpoint::bind(listen, tls, congestion)
+        .with_context(|| format!("binding cluster.listen {listen}"))?;
+    let link_addr = endpoint.local_addr()?;
+    let number = node_number(&name);
+    let now = unix_now();
+    let identity = NodeIdentity::new(
+        NodeId(number),
+        &config.node.region,
+        media_addr,
+        link_addr,
+        config.limits.max_sessions.min(u32::MAX as usize) as u32,
+    )
+    // A restarted node must come back as a newer identity (SWIM refuses a dead one).
+    .with_generation(now.as_secs() as u32);
+    let mut state_cfg = sluice_state::NodeConfig::new(identity, Box::new(LinkTrust));
+    state_cfg.seeds = c.seeds.clone();
+    let cascade = Cascade::new(sluice_state::Node::new(state_cfg, now));
+    let (tx, commands) = mpsc::unbounded_channel();
+    tracing::info!(name = %name, number, link = %link_addr, seeds = ?c.seeds, "cluster link endpoint up");
+    Ok(CascadeStarted {
+        handle: CascadeHandle::new(tx, number),
+        endpoint,
+        counters: Arc::default(),
+        members: Arc::default(),
+        run: Some(RunParts {
+            cascade,
+            events,
+            commands,
+            links: LinkTable::default(),
+        }),
+    })
+}
+
+/// Starts the task and the media thread for a node whose `Shared` now exists.
+pub fn spawn(
+    started: &mut CascadeStarted,
+    shared: &Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let parts = started.run.take().context("cascade already running")?;
+    let links_rx = shared.media.lock().workers().links();
+    let table = parts.links.clone();
+    let counters = started.counters.clone();
+    std::thread::Builder::new()
+        .name("sluice-links".into())
+        .spawn(move || send_media(&links_rx, &table, &counters))?;
+    let driver = Driver {
+        shared: Arc::downgrade(shared),
+        endpoint: started.endpoint.clone(),
+        counters: started.counters.clone(),
+        members: started.members.clone(),
+        cascade: parts.cascade,
+        links: parts.links,
+        by_addr: HashMap::new(),
+        names: HashMap::new(),
+        pending: HashMap::new(),
+        dialing: HashSet::new(),
+        dialed: mpsc::unbounded_channel(),
+    };
+    Ok(tokio::spawn(driver.run(parts.events, parts.commands, stop)))
+}
+
+/// The media thread: link packets from every worker, framed, onto their node's link.
+fn send_media(
+    rx: &crossbeam_channel::Receiver<LinkPacket>,
+    table: &LinkTable,
+    counters: &CascadeCounters,
+) {
+    let mut buf = BytesMut::with_capacity(64 * link::MAX_FRAME);
+    while let Ok(pkt) = rx.recv() {
+        let handle = table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pkt.node)
+            .cloned();
+        let Some(handle) = handle else {
+            counters.media_out_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        if buf.capacity() < link::MAX_FRAME {
+            buf.reserve(64 * link::MAX_FRAME);
+        }
+        if link::encode_to(&link::LinkFrame::from(&pkt), &mut buf).is_err() {
+            counters.media_out_dropped.fetch_add(1, Ordering::Relaxed);
+            buf.clear();
+            continue;
+        }
+        let frame = buf.split().freeze();
+        match handle.send_datagram(frame) {
+            Ok(()) => counters.media_out.fetch_add(1, Ordering::Relaxed),
+            Err(_) => counters.media_out_dropped.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+struct Driver {
+    shared: Weak<Shared>,
+    endpoint: LinkEndpoint,
+    counters: Arc<CascadeCounters>,
+    members: Arc<AtomicUsize>,
+    cascade: Cascade,
+    links: LinkTable,
+    /// Link address (a member's identity) to its peer name.
+    by_addr: HashMap<SocketAddr, Arc<str>>,
+    /// Node number to peer name.
+    names: HashMap<u64, Arc<str>>,
+    pending: HashMap<SocketAddr, VecDeque<Transmit>>,
+    dialing: HashSet<SocketAddr>,
+    dialed: (
+        mpsc::UnboundedSender<SocketAddr>,
+        mpsc::UnboundedReceiver<SocketAddr>,
+    ),
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<LinkEvent>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let deadline = self.cascade.poll_timeout().map(|t| {
+                let wait = t.saturating_sub(unix_now());
+                tokio::time::Instant::now() + wait
+            });
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_link_event(ev),
+                    None => break,
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                Some(addr) = self.dialed.1.recv() => {
+                    self.dialing.remove(&addr);
+                }
+                () = sleep_until(deadline) => self.cascade.handle_timeout(unix_now()),
+                _ = stop.changed() => break,
+            }
+            self.flush();
+        }
+        let now = unix_now();
+        self.cascade.state_mut().leave(now);
+        self.flush();
+        self.endpoint.shutdown().await;
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = unix_now();
+        match cmd {
+            Command::Publish {
+                room,
+                publisher,
+                tracks,
+            } => self.cascade.publish(now, &room, &publisher, &tracks),
+            Command::Unpublish {
+                room,
+                publisher,
+                tracks,
+            } => self.cascade.unpublish(now, &room, &publisher, &tracks),
+            Command::Want { room, track, more } => self.cascade.want(now, &room, track, more),
+            Command::Watch { room } => self.cascade.watch(now, &room),
+            Command::Upstream(ev) => self.send_upstream(ev),
+        }
+    }
+
+    fn send_upstream(&mut self, ev: UpstreamEvent) {
+        let (track, msg) = match ev {
+            UpstreamEvent::KeyframeRequest { track, layer } => {
+                let mut m = BytesMut::with_capacity(10);
+                m.put_u8(MSG_KEYFRAME);
+                m.put_u64(track);
+                m.put_u8(layer);
+                (track, m)
+            }
+            UpstreamEvent::NackUpstream { track, layer, seqs } => {
+                let mut m = BytesMut::with_capacity(10 + 2 * seqs.len());
+                m.put_u8(MSG_NACK);
+                m.put_u64(track);
+                m.put_u8(layer);
+                for s in seqs {
+                    m.put_u16(s);
+                }
+                (track, m)
+            }
+        };
+        let Some(name) = self.names.get(&track_home(track)) else {
+            return;
+        };
+        if self.endpoint.try_send_message(name, msg.freeze()).is_ok() {
+            self.counters.upstream_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn on_link_event(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Connected {
+                peer,
+                remote,
+                handle,
+            } => {
+                let number = node_number(&peer);
+                tracing::info!(peer = %peer, %remote, number, "link up");
+                self.by_addr.insert(remote, peer.clone());
+                self.names.insert(number, peer.clone());
+                self.links
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(number as u32, handle);
+                if let Some(queued) = self.pending.remove(&remote) {
+                    for t in queued {
+                        self.transmit(t);
+                    }
+                }
+            }
+            LinkEvent::Closed { peer, reason } => {
+                tracing::info!(peer = %peer, %reason, "link down");
+                let number = node_number(&peer);
+                self.by_addr.retain(|_, p| *p != peer);
+                self.names.remove(&number);
+                self.links
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(number as u32));
+            }
+            LinkEvent::Datagram { peer, data } => self.on_datagram(&peer, data),
+            LinkEvent::Message { peer, data } => self.on_message(&peer, &data),
+        }
+    }
+
+    fn on_datagram(&mut self, _peer: &str, data: Bytes) {
+        match data.first() {
+            Some(&link::VERSION) => {
+                let Ok(frame) = link::decode(&data) else {
+                    self.counters.malformed_in.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let (track, layer, keyframe) = (frame.track, frame.layer, frame.keyframe);
+                let rtp = data.slice(data.len() - frame.rtp.len()..);
+                let Some(shared) = self.shared.upgrade() else {
+                    return;
+                };
+                self.counters.media_in.fetch_add(1, Ordering::Relaxed);
+                let _ = shared.media.lock().link_media(track, layer, keyframe, rtp);
+            }
+            Some(&STATE_DATAGRAM) => self.cascade.handle_datagram(unix_now(), &data[1..]),
+            _ => {
+                self.counters.malformed_in.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn on_message(&mut self, peer: &str, data: &[u8]) {
+        let Some((&kind, body)) = data.split_first() else {
+            self.counters.malformed_in.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match kind {
+            MSG_STATE => self.cascade.handle_stream(unix_now(), body),
+            MSG_KEYFRAME | MSG_NACK if body.len() >= 9 => {
+                let track = u64::from_be_bytes(body[..8].try_into().unwrap_or_default());
+                let layer = body[8];
+                let Some(shared) = self.shared.upgrade() else {
+                    return;
+                };
+                self.counters.upstream_in.fetch_add(1, Ordering::Relaxed);
+                let media = shared.media.lock();
+                let _ = if kind == MSG_KEYFRAME {
+                    media.request_keyframe(track, layer)
+                } else {
+                    let seqs: Vec<u16> = body[9..]
+                        .chunks_exact(2)
+                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                        .collect();
+                    media.link_nack(track, node_number(peer) as u32, layer, &seqs)
+                };
+            }
+            _ => {
+                self.counters.malformed_in.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Carries the core's transmits and applies its actions.
+    fn flush(&mut self) {
+        while let Some(t) = self.cascade.poll_transmit() {
+            self.transmit(t);
+        }
+        while let Some(a) = self.cascade.poll_action() {
+            self.apply(a);
+        }
+        self.members
+            .store(self.cascade.state().members().len(), Ordering::Relaxed);
+    }
+
+    fn transmit(&mut self, t: Transmit) {
+        let handle = self
+            .by_addr
+            .get(&t.to)
+            .and_then(|name| self.endpoint.link(name));
+        let Some(handle) = handle else {
+            let q = self.pending.entry(t.to).or_default();
+            if q.len() >= PENDING_PER_PEER {
+                q.pop_front();
+            }
+            let to = t.to;
+            q.push_back(t);
+            self.dial(to);
+            return;
+        };
+        let mut b = BytesMut::with_capacity(1 + t.data.len());
+        match t.delivery {
+            Delivery::Datagram => {
+                b.put_u8(STATE_DATAGRAM);
+                b.put_slice(&t.data);
+                let _ = handle.send_datagram(b.freeze());
+            }
+            Delivery::Stream => {
+                b.put_u8(MSG_STATE);
+                b.put_slice(&t.data);
+                let _ = handle.try_send_message(b.freeze());
+            }
+        }
+    }
+
+    fn dial(&mut self, addr: SocketAddr) {
+        if !self.dialing.insert(addr) {
+            return;
+        }
+        let endpoint = self.endpoint.clone();
+        let done = self.dialed.0.clone();
+        tokio::spawn(async move {
+            if let Err(e) = endpoint.connect_any(addr).await {
+                tracing::debug!(%addr, error = %e, "cannot open a link");
+            }
+            let _ = done.send(addr);
+        });
+    }
+
+    fn apply(&mut self, action: Action) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        match action {
+            Action::LinkSubscribe { track, node, layer } => {
+                let _ = shared
+                    .media
+                    .lock()
+                    .link_subscribe(track, node.0 as u32, layer);
+            }
+            Action::LinkUnsubscribe { track, node, layer } => {
+                let _ = shared
+                    .media
+                    .lock()
+                    .link_unsubscribe(track, node.0 as u32, layer);
+            }
+            Action::RemotePublisherJoined { room, publisher } => {
+                {
+                    let mut media = shared.media.lock();
+                    for d in &publisher.tracks {
+                        if let Err(e) = media.add_remote_track(d.track_config()) {
+                            tracing::debug!(track = d.id, error = %e, "remote track not added");
+                        }
+                    }
+                }
+                tracing::info!(%room, publisher = %publisher.id, home = %publisher.home, "remote publisher listed");
+                shared
+                    .rooms()
+                    .add_publisher(&room, publisher.info(), publisher.sources());
+            }
+            Action::RemotePublisherLeft { room, publisher } => {
+                shared.rooms().remove_publisher(&room, &publisher.id);
+                let mut media = shared.media.lock();
+                for d in &publisher.tracks {
+                    let _ = media.remove_track(d.id);
+                }
+            }
+            Action::MemberUp(id) => tracing::info!(node = %id, "cluster member up"),
+            Action::MemberDown(id) => tracing::info!(node = %id, "cluster member down"),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,215 @@
+//! Three nodes in one process, joined by QUIC links with certificates from one cluster
+//! CA: a publisher on node A (full ICE/DTLS/SRTP test client), subscribers on B and C.
+//! Every packet sent after the subscribers receive arrives at both, decrypted, in order,
+//! payload intact; each track crosses each link once however many subscribe behind it;
+//! and the room is listed on every node.
+
+use sluice_control::client::{self, ClientError, ClientOptions, Publisher, Subscriber};
+use sluice_control::cluster::ClusterCa;
+use sluice_control::config::NodeConfig;
+use sluice_control::node::Node;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PT_OPUS: u8 = 111;
+const PT_VP8: u8 = 96;
+
+fn node_config(dir: &Path, name: &str, seeds: &[SocketAddr]) -> NodeConfig {
+    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    let text = format!(
+        "[node]\nid = \"{name}\"\nregion = \"r-{name}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [media]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
+         [cluster]\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\n\
+         ca_cert = \"{d}/ca.pem\"\ncert = \"{d}/{name}.pem\"\nkey = \"{d}/{name}.key\"\n",
+        seeds.join(", "),
+        d = dir.display()
+    );
+    toml::from_str(&text).expect("test config parses")
+}
+
+async fn start_cluster(dir: &Path, names: &[&str]) -> Vec<Node> {
+    let ca = ClusterCa::ephemeral().unwrap();
+    ca.save(dir).unwrap();
+    for n in names {
+        ca.issue(n).unwrap().save(dir).unwrap();
+    }
+    let first = Node::start(node_config(dir, names[0], &[]))
+        .await
+        .expect("node A starts");
+    let seed = first.link_addr().expect("A has a link address");
+    let mut nodes = vec![first];
+    for n in &names[1..] {
+        nodes.push(
+            Node::start(node_config(dir, n, &[seed]))
+                .await
+                .expect("node starts"),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nodes.iter().any(|n| n.cluster_members() < names.len() - 1) {
+        assert!(
+            Instant::now() < deadline,
+            "membership did not form: {:?}",
+            nodes.iter().map(Node::cluster_members).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nodes
+}
+
+async fn subscribe_when_listed(base: &str, room: &str, publisher: &str) -> Subscriber {
+    let opts = ClientOptions::default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match client::subscribe(base, room, Some(publisher), &opts).await {
+            Ok(s) => return s,
+            Err(ClientError::Http { status: 404, .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("subscribe on {base}: {e}"),
+        }
+    }
+}
+
+fn ssrc_of(sub: &Subscriber, pt: u8) -> Option<u32> {
+    sub.stats()
+        .streams
+        .iter()
+        .find(|s| s.payload_type == pt && s.packets > 0)
+        .map(|s| s.ssrc)
+}
+
+/// Sends until every subscriber receives both streams (the far nodes forward video from
+/// a keyframe on, and the links need a moment to be subscribed).
+async fn warm_up(publisher: &mut Publisher, subs: &[&Subscriber]) -> Vec<(u32, u32)> {
+    for round in 0..1500 {
+        let ready: Vec<_> = subs
+            .iter()
+            .filter_map(|s| Some((ssrc_of(s, PT_OPUS)?, ssrc_of(s, PT_VP8)?)))
+            .collect();
+        if ready.len() == subs.len() {
+            return ready;
+        }
+        publisher.send_audio(b"warm").await.unwrap();
+        publisher
+            .send_video(0, b"warm", round % 10 == 0)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "no media across the cascade after warm-up: {:?}",
+        subs.iter().map(|s| s.stats()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_on_a_reaches_subscribers_on_b_and_c_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), &["a", "b", "c"]).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut publisher = client::publish(&a.base_url(), "mesh", &ClientOptions::default())
+        .await
+        .expect("publish on A");
+
+    // Every node lists the publisher.
+    for n in [b, c] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let listed = reqwest::get(format!("{}/rooms/mesh", n.base_url()))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if listed.contains(&publisher.id) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never lists: {listed}",
+                n.base_url()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let on_b = subscribe_when_listed(&b.base_url(), "mesh", &publisher.id).await;
+    let on_c = subscribe_when_listed(&c.base_url(), "mesh", &publisher.id).await;
+    let ssrcs = warm_up(&mut publisher, &[&on_b, &on_c]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kept: Vec<(usize, usize)> = [&on_b, &on_c]
+        .iter()
+        .zip(&ssrcs)
+        .map(|(s, (au, vi))| (s.packets(*au).len(), s.packets(*vi).len()))
+        .collect();
+    let before: Vec<u64> = [&on_b, &on_c].iter().map(|s| s.stats().packets()).collect();
+
+    const AUDIO: usize = 300;
+    const VIDEO: usize = 100;
+    for i in 0..AUDIO {
+        publisher
+            .send_audio(format!("a{i}").as_bytes())
+            .await
+            .unwrap();
+        if i % 3 == 0 {
+            let n = i / 3;
+            publisher
+                .send_video(0, format!("v{n}").as_bytes(), n % 30 == 0)
+                .await
+                .unwrap();
+        }
+        if i % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for (k, sub) in [&on_b, &on_c].into_iter().enumerate() {
+        let want_total = before[k] + (AUDIO + VIDEO) as u64;
+        let after = sub
+            .wait_for(Duration::from_secs(15), |s| s.packets() >= want_total)
+            .await
+            .unwrap_or_else(|e| panic!("subscriber {k}: {e:?}; {:?}", sub.stats()));
+        let (audio, video) = ssrcs[k];
+        for ssrc in [audio, video] {
+            let s = after.stream(ssrc).expect("stream");
+            assert_eq!(
+                (s.gaps, s.missing_now, s.out_of_order, s.duplicates, s.wild),
+                (0, 0, 0, 0, 0),
+                "subscriber {k}, continuity of {ssrc}: {s:?}"
+            );
+        }
+        assert_eq!((after.srtp_errors, after.rtp_errors), (0, 0));
+        let got: Vec<Vec<u8>> = sub.packets(audio)[kept[k].0..]
+            .iter()
+            .map(|p| p.payload.clone())
+            .collect();
+        let want: Vec<Vec<u8>> = (0..AUDIO).map(|i| format!("a{i}").into_bytes()).collect();
+        assert_eq!(got, want, "subscriber {k}: audio payloads in order");
+        let got: Vec<(bool, Vec<u8>)> = sub.packets(video)[kept[k].1..]
+            .iter()
+            .map(|p| {
+                let (key, _, data) = client::vp8_data(&p.payload).expect("our VP8 framing");
+                (key, data.to_vec())
+            })
+            .collect();
+        let want: Vec<(bool, Vec<u8>)> = (0..VIDEO)
+            .map(|n| (n % 30 == 0, format!("v{n}").into_bytes()))
+            .collect();
+        assert_eq!(got, want, "subscriber {k}: video frames in order");
+    }
+    let sent = a.cascade_counters().unwrap();
+    let got_b = b.cascade_counters().unwrap();
+    let got_c = c.cascade_counters().unwrap();
+    eprintln!("cascade counters: A {sent:?}, B {got_b:?}, C {got_c:?}");
+    assert!(got_b.media_in >= (AUDIO + VIDEO) as u64 && got_c.media_in >= (AUDIO + VIDEO) as u64);
+    assert_eq!(sent.media_out_dropped, 0);
+
+    on_b.close().await.expect("WHEP DELETE on B");
+    on_c.close().await.expect("WHEP DELETE on C");
+    publisher.close().await.expect("WHIP DELETE on A");
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
