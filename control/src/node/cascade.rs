@@ -8,7 +8,7 @@
 //! - messages: [`MSG_STATE`] a state stream message, [`MSG_KEYFRAME`] a keyframe request
 //!   for a track homed at the receiver, [`MSG_NACK`] lost packets of such a track.
 
-use super::Shared;
+use super::{Shared, link_media};
 use crate::cascade::catalog::track_home;
 use crate::cascade::core::{Action, Cascade};
 use crate::cascade::handle::{CascadeHandle, Command, node_number};
@@ -17,7 +17,6 @@ use crate::cluster::{Congestion, LinkEndpoint, LinkEvent, LinkHandle, LinkTls, N
 use crate::config::{LinkCongestion, NodeConfig};
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
-use sluice_dataplane::engine::LinkPacket;
 use sluice_dataplane::link;
 use sluice_dataplane::router::UpstreamEvent;
 use sluice_state::{Delivery, NodeId, NodeIdentity, Transmit};
@@ -75,7 +74,7 @@ impl CascadeCounters {
 }
 
 /// Links by node number, shared with the media thread.
-type LinkTable = Arc<RwLock<HashMap<u32, LinkHandle>>>;
+pub(super) type LinkTable = Arc<RwLock<HashMap<u32, LinkHandle>>>;
 
 /// What `Node::start` keeps of a started cascade.
 #[derive(Debug)]
@@ -175,7 +174,7 @@ pub fn spawn(
     let counters = started.counters.clone();
     std::thread::Builder::new()
         .name("sluice-links".into())
-        .spawn(move || send_media(&links_rx, &table, &counters))?;
+        .spawn(move || link_media::send_media(&links_rx, &table, &counters))?;
     let driver = Driver {
         shared: Arc::downgrade(shared),
         endpoint: started.endpoint.clone(),
@@ -190,39 +189,6 @@ pub fn spawn(
         dialed: mpsc::unbounded_channel(),
     };
     Ok(tokio::spawn(driver.run(parts.events, parts.commands, stop)))
-}
-
-/// The media thread: link packets from every worker, framed, onto their node's link.
-fn send_media(
-    rx: &crossbeam_channel::Receiver<LinkPacket>,
-    table: &LinkTable,
-    counters: &CascadeCounters,
-) {
-    let mut buf = BytesMut::with_capacity(64 * link::MAX_FRAME);
-    while let Ok(pkt) = rx.recv() {
-        let handle = table
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&pkt.node)
-            .cloned();
-        let Some(handle) = handle else {
-            counters.media_out_dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        if buf.capacity() < link::MAX_FRAME {
-            buf.reserve(64 * link::MAX_FRAME);
-        }
-        if link::encode_to(&link::LinkFrame::from(&pkt), &mut buf).is_err() {
-            counters.media_out_dropped.fetch_add(1, Ordering::Relaxed);
-            buf.clear();
-            continue;
-        }
-        let frame = buf.split().freeze();
-        match handle.send_datagram(frame) {
-            Ok(()) => counters.media_out.fetch_add(1, Ordering::Relaxed),
-            Err(_) => counters.media_out_dropped.fetch_add(1, Ordering::Relaxed),
-        };
-    }
 }
 
 struct Driver {

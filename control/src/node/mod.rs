@@ -3,6 +3,7 @@
 //! start in-process.
 
 mod cascade;
+mod link_media;
 mod media;
 mod peer;
 mod sessions;
