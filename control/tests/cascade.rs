@@ -213,3 +213,121 @@ async fn publisher_on_a_reaches_subscribers_on_b_and_c_in_order() {
         n.shutdown().await;
     }
 }
+
+/// Sends `n` audio packets and `n / 3` video frames (one keyframe first).
+async fn send_burst(publisher: &mut Publisher, tag: &str, n: usize) {
+    for i in 0..n {
+        publisher
+            .send_audio(format!("{tag}a{i}").as_bytes())
+            .await
+            .unwrap();
+        if i % 3 == 0 {
+            publisher
+                .send_video(0, format!("{tag}v{i}").as_bytes(), i == 0)
+                .await
+                .unwrap();
+        }
+        if i % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// Waits until the cascade counters stop moving (everything sent has been counted).
+async fn settled(node: &Node) -> sluice_control::node::CascadeCountersSnapshot {
+    let mut last = node.cascade_counters().unwrap();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = node.cascade_counters().unwrap();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// A track crosses a link only while the far node has a subscriber for it, and once
+/// however many subscribe there: 1 and 20 subscribers on B cost the A→B link the same
+/// media packets; with none, the link carries no media at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_carries_each_track_once_per_node_and_nothing_unwanted() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), &["a", "b"]).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut publisher = client::publish(&a.base_url(), "acct", &ClientOptions::default())
+        .await
+        .expect("publish on A");
+    // B knows the publisher (it watches the room) but nobody there subscribes.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !reqwest::get(format!("{}/rooms/acct", b.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains(&publisher.id)
+    {
+        assert!(Instant::now() < deadline, "B never lists the publisher");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    const N: usize = 300;
+    let per_burst = (N + N / 3) as u64;
+    send_burst(&mut publisher, "idle", N).await;
+    let idle = settled(a).await;
+    assert_eq!(
+        idle.media_out, 0,
+        "no subscriber on B, no media on the link"
+    );
+
+    let first = subscribe_when_listed(&b.base_url(), "acct", &publisher.id).await;
+    warm_up(&mut publisher, &[&first]).await;
+    let one_before = settled(a).await;
+    send_burst(&mut publisher, "one", N).await;
+    let one = settled(a).await;
+    let with_one = one.media_out - one_before.media_out;
+
+    let mut more = Vec::new();
+    for _ in 0..19 {
+        more.push(subscribe_when_listed(&b.base_url(), "acct", &publisher.id).await);
+    }
+    let refs: Vec<&Subscriber> = more.iter().collect();
+    warm_up(&mut publisher, &refs).await;
+    let twenty_before = settled(a).await;
+    let received_before: Vec<u64> = more
+        .iter()
+        .chain([&first])
+        .map(|s| s.stats().packets())
+        .collect();
+    send_burst(&mut publisher, "twenty", N).await;
+    let twenty = settled(a).await;
+    let with_twenty = twenty.media_out - twenty_before.media_out;
+    eprintln!(
+        "A->B media packets for one burst of {per_burst}: {with_one} with 1 subscriber on B, \
+         {with_twenty} with 20; drops {}",
+        twenty.media_out_dropped
+    );
+    assert_eq!(with_one, per_burst);
+    assert_eq!(with_twenty, per_burst);
+    // And each of the twenty got the whole burst.
+    for (k, s) in more.iter().chain([&first]).enumerate() {
+        let got = s
+            .wait_for(Duration::from_secs(10), |st| {
+                st.packets() >= received_before[k] + per_burst
+            })
+            .await;
+        assert!(got.is_ok(), "subscriber {k}: {:?}", s.stats());
+    }
+    for s in more {
+        s.close().await.unwrap();
+    }
+    first.close().await.unwrap();
+    // With B's subscribers gone, the link goes quiet again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gone = settled(a).await;
+    send_burst(&mut publisher, "gone", N).await;
+    assert_eq!(settled(a).await.media_out, gone.media_out);
+    publisher.close().await.unwrap();
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
