@@ -110,7 +110,9 @@ export async function poll(what, timeoutMs, intervalMs, step) {
   }
 }
 
-// Runs a script body: `body({ base, launch, diagnose })` returns the success details;
+// Runs a script body: `body({ base, watchBase, launch, diagnose })` returns the success
+// details; `watchBase` is the optional second argument (another node of a cascade), else
+// `base`;
 // `diagnose(label, fn)` registers something to snapshot (stats, page state) on failure.
 export async function runScript(name, body) {
   const base = (process.argv[2] || '').replace(/\/+$/, '');
@@ -118,10 +120,12 @@ export async function runScript(name, body) {
     process.stdout.write(JSON.stringify({ ok: false, error: `usage: node ${name}.mjs <base_url>` }) + '\n');
     process.exit(2);
   }
+  const watchBase = (process.argv[3] || base).replace(/\/+$/, '');
   const browsers = [];
   const diagnostics = new Map();
   const ctx = {
     base,
+    watchBase,
     launch: async (browserName) => {
       const b = await launch(browserName);
       browsers.push(b);

@@ -1,7 +1,8 @@
 // Chromium A publishes its fake camera (1280x720, VP8 simulcast q/h/f) and microphone
 // over WHIP; Chromium B watches over WHEP. Passes when B decodes video and receives audio
 // and A sends all three simulcast layers (which Chromium does only once the node sends
-// it bandwidth feedback). Usage: node publish_watch.mjs <base_url>
+// it bandwidth feedback). Usage: node publish_watch.mjs <base_url> [<watch_base_url>]:
+// with a second URL, B watches through another node of a cascade.
 
 import { check, log, MEDIA_TIMEOUT_MS, poll, roomListing, runScript } from './lib.mjs';
 
@@ -105,18 +106,18 @@ async function watchInPage({ room, publisherId }) {
 
 const stats = (b) => b.page.evaluate(() => window.__sluiceStats(window.__pc));
 
-runScript('publish_watch', async ({ base, launch, diagnose }) => {
+runScript('publish_watch', async ({ base, watchBase, launch, diagnose }) => {
   const room = `publish-watch-${process.pid}-${Date.now()}`;
   const a = await launch('publisher');
   const b = await launch('viewer');
   diagnose('publisher', () => stats(a));
   diagnose('viewer', () => stats(b));
-  diagnose('room', () => roomListing(base, room));
+  diagnose('room', () => roomListing(watchBase, room));
 
   // Any page on the node's origin will do: same-origin fetches, and a secure context
   // (loopback) for getUserMedia.
   await a.page.goto(`${base}/`);
-  await b.page.goto(`${base}/`);
+  await b.page.goto(`${watchBase}/`);
 
   const whip = await a.page.evaluate(publishInPage, room);
   log(`WHIP: ${JSON.stringify(whip)}`);
@@ -128,7 +129,7 @@ runScript('publish_watch', async ({ base, launch, diagnose }) => {
 
   // A client learns about publishers from the room, so wait until it lists this one.
   const listed = await poll('the room to list the publisher', 20_000, 250, async () => {
-    const listing = await roomListing(base, room);
+    const listing = await roomListing(watchBase, room);
     const me = (listing.publishers || []).find((p) => p.id === whip.publisherId);
     return { done: !!me, listing, me };
   });
@@ -197,10 +198,12 @@ runScript('publish_watch', async ({ base, launch, diagnose }) => {
       body: (await response.text()).trim(),
     });
   }
-  await poll('the room to drop the publisher', 10_000, 250, async () => {
-    const listing = await roomListing(base, room);
-    return { done: !(listing.publishers || []).some((p) => p.id === whip.publisherId), listing };
-  });
+  for (const node of new Set([base, watchBase])) {
+    await poll(`the room on ${node} to drop the publisher`, 10_000, 250, async () => {
+      const listing = await roomListing(node, room);
+      return { done: !(listing.publishers || []).some((p) => p.id === whip.publisherId), listing };
+    });
+  }
 
   return {
     publisherId: whip.publisherId,

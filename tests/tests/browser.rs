@@ -8,6 +8,7 @@
 
 use anyhow::{Context, Result, anyhow, ensure};
 use serde_json::Value;
+use sluice_control::cluster::ClusterCa;
 use sluice_control::config::NodeConfig;
 use sluice_control::node::Node;
 use std::path::{Path, PathBuf};
@@ -82,10 +83,10 @@ struct ScriptRun {
     stderr: String,
 }
 
-async fn run_script(script: &str, base_url: &str) -> Result<ScriptRun> {
+async fn run_script(script: &str, base_urls: &[String]) -> Result<ScriptRun> {
     let mut cmd = Command::new("node");
     cmd.arg(browser_dir().join(format!("{script}.mjs")))
-        .arg(base_url)
+        .args(base_urls)
         .current_dir(browser_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -116,9 +117,67 @@ async fn browser_test(script: &str) -> Result<Value> {
     check_prerequisites().await?;
     let _turn = ONE_AT_A_TIME.lock().await;
     let node = start_node().await?;
-    let run = run_script(script, &node.base_url()).await;
+    let run = run_script(script, &[node.base_url()]).await;
     let routers = router_summary(&node);
     node.shutdown().await;
+    script_result(script, run, &routers)
+}
+
+/// Like [`browser_test`], across a cascade of two nodes joined by a QUIC link: the
+/// script's publisher uses node A, its viewer node B.
+async fn cascade_browser_test(script: &str) -> Result<Value> {
+    check_prerequisites().await?;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir()?;
+    let ca = ClusterCa::ephemeral()?;
+    ca.save(dir.path())?;
+    for name in ["a", "b"] {
+        ca.issue(name)?.save(dir.path())?;
+    }
+    let a = start_cluster_node(dir.path(), "a", None).await?;
+    let b = start_cluster_node(dir.path(), "b", a.link_addr()).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while a.cluster_members() < 1 || b.cluster_members() < 1 {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the two nodes never saw each other"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = run_script(script, &[a.base_url(), b.base_url()]).await;
+    let summary = format!(
+        "A: {}; link {:?}\nB: {}; link {:?}",
+        router_summary(&a),
+        a.cascade_counters(),
+        router_summary(&b),
+        b.cascade_counters()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    script_result(script, run, &summary)
+}
+
+async fn start_cluster_node(
+    dir: &Path,
+    name: &str,
+    seed: Option<std::net::SocketAddr>,
+) -> Result<Node> {
+    let seeds = seed.map(|s| format!("\"{s}\"")).unwrap_or_default();
+    let d = dir.display();
+    let config: NodeConfig = toml::from_str(&format!(
+        "[node]\nid = \"{name}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [media]\nbind = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,dtls=error\"\n\
+         [cluster]\nlisten = \"127.0.0.1:0\"\nseeds = [{seeds}]\n\
+         ca_cert = \"{d}/ca.pem\"\ncert = \"{d}/{name}.pem\"\nkey = \"{d}/{name}.key\"\n"
+    ))
+    .context("cascade node config")?;
+    config.init_logging();
+    Node::start(config)
+        .await
+        .with_context(|| format!("starting node {name}"))
+}
+
+fn script_result(script: &str, run: Result<ScriptRun>, routers: &str) -> Result<Value> {
     let run = run?;
     eprintln!("{script}.mjs stderr:\n{}\nnode: {routers}", run.stderr);
     match run.result {
@@ -190,6 +249,18 @@ async fn publish_watch() {
             "layer {rid}: {result}"
         );
     }
+}
+
+/// The cascade with real browsers: Chromium publishes simulcast on node A, a second
+/// Chromium watches through node B, and the media crosses the QUIC link between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascade_publish_watch() {
+    let result = cascade_browser_test("publish_watch")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    println!("cascade_publish_watch: {result}");
+    assert!(num(&result, "/video/framesDecoded") >= 60.0, "{result}");
+    assert!(num(&result, "/audio/packetsReceived") > 0.0, "{result}");
 }
 
 /// Two Chromiums on the demo page in one room each end up showing the other's video, and
