@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use crate::auth::Authenticator;
 use crate::identity::{NodeId, NodeIdentity};
 use crate::load::{LoadPolicy, LoadPublisher, LoadSample, LoadView};
-use crate::membership::{MemberEvent, Membership, SwimTuning};
+use crate::membership::{MemberEvent, MemberState, Membership, SwimTuning};
 use crate::room::{RoomError, RoomEvent, RoomPolicy, RoomSnapshot, Rooms, Track};
 use crate::stats::Stats;
 use crate::transport::{Delivery, MAX_DATAGRAM, MAX_STREAM_MESSAGE, Transmit};
@@ -133,6 +133,13 @@ impl Node {
     /// Live members other than this node.
     pub fn members(&self) -> Vec<NodeIdentity> {
         self.membership.members().cloned().collect()
+    }
+
+    /// Every other node this one knows of, one entry per node id ordered by id, with
+    /// its SWIM state: alive, suspect, or down (kept until SWIM forgets it, see
+    /// [`SwimTuning::remove_down_after`]). This node itself is not listed.
+    pub fn member_view(&self) -> Vec<(NodeIdentity, MemberState)> {
+        self.membership.member_view()
     }
 
     pub fn is_member(&self, id: NodeId) -> bool {

@@ -2,6 +2,9 @@
 //! deadlines, carrying load reports as custom broadcasts.
 
 mod config;
+#[cfg(test)]
+mod tests;
+mod view;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 pub use config::{SWIM_PAYLOAD_MAX, SwimTuning};
+pub use view::MemberState;
 
 use crate::identity::{NodeId, NodeIdentity};
 use crate::load::{LoadHandler, LoadTable};
@@ -144,6 +148,11 @@ impl Membership {
 
     pub(crate) fn members(&self) -> impl Iterator<Item = &NodeIdentity> {
         self.foca.iter_members().map(|m| m.id())
+    }
+
+    /// Every other node known, live or recently down, with its state.
+    pub(crate) fn member_view(&self) -> Vec<(NodeIdentity, MemberState)> {
+        view::member_view(self.foca.iter_membership_state(), self.identity().id)
     }
 
     pub(crate) fn member(&self, id: NodeId) -> Option<&NodeIdentity> {
