@@ -2,6 +2,7 @@
 //! Server-Sent Events, and the demo page. Handlers only translate HTTP; what a POST sets
 //! up lives in `node::sessions`.
 
+mod cluster;
 mod error;
 mod rooms;
 mod whip;
@@ -39,6 +40,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/rooms/{room}", get(rooms::list))
         .route("/rooms/{room}/events", get(rooms::events))
+        .route("/cluster", get(cluster::view))
         .merge(crate::demo::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors)

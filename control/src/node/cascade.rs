@@ -19,12 +19,13 @@ use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use sluice_dataplane::link;
 use sluice_dataplane::router::UpstreamEvent;
+use sluice_state::membership::MemberState;
 use sluice_state::{Delivery, NodeId, NodeIdentity, Transmit};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 pub const STATE_DATAGRAM: u8 = 0xC5;
@@ -73,6 +74,21 @@ impl CascadeCounters {
     }
 }
 
+/// How stale `GET /cluster` may be: the view is rebuilt at most this often (the driver
+/// steps on every link packet) and at once on a member going up or down.
+const VIEW_REFRESH: Duration = Duration::from_millis(100);
+
+/// This node and every other node it knows, as of the driver's last refresh.
+#[derive(Debug, Clone)]
+pub struct MemberSnapshot {
+    pub this: NodeIdentity,
+    /// One entry per other node, with its SWIM state (down ones until SWIM forgets them).
+    pub members: Vec<(NodeIdentity, MemberState)>,
+}
+
+/// The snapshot the driver publishes and the HTTP handlers read.
+pub type SharedMembers = Arc<RwLock<MemberSnapshot>>;
+
 /// Links by node number, shared with the media thread.
 pub(super) type LinkTable = Arc<RwLock<HashMap<u32, LinkHandle>>>;
 
@@ -84,6 +100,7 @@ pub struct CascadeStarted {
     pub counters: Arc<CascadeCounters>,
     /// Live members other than this node, as of the driver's last step.
     pub members: Arc<AtomicUsize>,
+    pub view: SharedMembers,
     run: Option<RunParts>,
 }
 
@@ -102,7 +119,12 @@ fn unix_now() -> Duration {
 }
 
 /// Binds the link endpoint and builds the state node; nothing runs until [`spawn`].
-pub fn prepare(config: &NodeConfig, media_addr: SocketAddr) -> anyhow::Result<CascadeStarted> {
+/// `http_url` is this node's public HTTP base URL, told to the other members.
+pub fn prepare(
+    config: &NodeConfig,
+    media_addr: SocketAddr,
+    http_url: &str,
+) -> anyhow::Result<CascadeStarted> {
     let c = &config.cluster;
     let listen = c.listen.context("cluster.listen is not set")?;
     let (ca_path, cert_path, key_path) = match (&c.ca_cert, &c.cert, &c.key) {
@@ -142,7 +164,16 @@ pub fn prepare(config: &NodeConfig, media_addr: SocketAddr) -> anyhow::Result<Ca
         config.limits.max_sessions.min(u32::MAX as usize) as u32,
     )
     // A restarted node must come back as a newer identity (SWIM refuses a dead one).
-    .with_generation(now.as_secs() as u32);
+    .with_generation(now.as_secs() as u32)
+    .with_name(&name)
+    .with_http(http_url);
+    if identity.http.is_empty() {
+        tracing::warn!(url = %http_url, "public HTTP URL too long to tell the cluster; GET /cluster on other nodes shows it empty");
+    }
+    let view = Arc::new(RwLock::new(MemberSnapshot {
+        this: identity.clone(),
+        members: Vec::new(),
+    }));
     let mut state_cfg = sluice_state::NodeConfig::new(identity, Box::new(LinkTrust));
     state_cfg.seeds = c.seeds.clone();
     let cascade = Cascade::new(sluice_state::Node::new(state_cfg, now));
@@ -153,6 +184,7 @@ pub fn prepare(config: &NodeConfig, media_addr: SocketAddr) -> anyhow::Result<Ca
         endpoint,
         counters: Arc::default(),
         members: Arc::default(),
+        view,
         run: Some(RunParts {
             cascade,
             events,
@@ -180,6 +212,8 @@ pub fn spawn(
         endpoint: started.endpoint.clone(),
         counters: started.counters.clone(),
         members: started.members.clone(),
+        view: started.view.clone(),
+        view_at: None,
         cascade: parts.cascade,
         links: parts.links,
         by_addr: HashMap::new(),
@@ -196,6 +230,9 @@ struct Driver {
     endpoint: LinkEndpoint,
     counters: Arc<CascadeCounters>,
     members: Arc<AtomicUsize>,
+    view: SharedMembers,
+    /// When `view` was last rebuilt; `None` forces a rebuild at the next flush.
+    view_at: Option<Instant>,
     cascade: Cascade,
     links: LinkTable,
     /// Link address (a member's identity) to its peer name.
@@ -391,6 +428,15 @@ impl Driver {
         }
         self.members
             .store(self.cascade.state().members().len(), Ordering::Relaxed);
+        if self.view_at.is_none_or(|t| t.elapsed() >= VIEW_REFRESH) {
+            let state = self.cascade.state();
+            let snapshot = MemberSnapshot {
+                this: state.identity().clone(),
+                members: state.member_view(),
+            };
+            *self.view.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+            self.view_at = Some(Instant::now());
+        }
     }
 
     fn transmit(&mut self, t: Transmit) {
@@ -475,8 +521,14 @@ impl Driver {
                     let _ = media.remove_track(d.id);
                 }
             }
-            Action::MemberUp(id) => tracing::info!(node = %id, "cluster member up"),
-            Action::MemberDown(id) => tracing::info!(node = %id, "cluster member down"),
+            Action::MemberUp(id) => {
+                tracing::info!(node = %id, "cluster member up");
+                self.view_at = None;
+            }
+            Action::MemberDown(id) => {
+                tracing::info!(node = %id, "cluster member down");
+                self.view_at = None;
+            }
         }
     }
 }

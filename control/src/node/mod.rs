@@ -8,7 +8,7 @@ mod media;
 mod peer;
 mod sessions;
 
-pub use cascade::CascadeCountersSnapshot;
+pub use cascade::{CascadeCountersSnapshot, MemberSnapshot};
 pub use peer::{Peer, PeerState, Role};
 pub use sessions::{PostError, Posted};
 
@@ -44,6 +44,8 @@ pub struct Shared {
     next_id: AtomicU64,
     /// The cascade task, when this node is part of a cluster.
     cascade: Option<CascadeHandle>,
+    /// Cluster membership as the cascade last published it, when in a cluster.
+    members: Option<cascade::SharedMembers>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +61,13 @@ impl Shared {
 
     pub fn peers(&self) -> MutexGuard<'_, Peers> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node and the cluster members it knows (`None` without a cluster).
+    pub fn member_snapshot(&self) -> Option<MemberSnapshot> {
+        self.members
+            .as_ref()
+            .map(|m| m.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// Asks the cascade to follow `room` on the other nodes (no-op without a cluster).
@@ -124,11 +133,6 @@ impl Node {
         let media = Media::start(driver_config(&config), router, ev_tx)
             .with_context(|| format!("starting media workers on {}", config.media.bind))?;
         let media_addr = media.local_addr();
-        let mut cascade = if config.cluster.enabled() {
-            Some(cascade::prepare(&config, media_addr)?)
-        } else {
-            None
-        };
         let candidates = if config.media.announce.is_empty() {
             vec![media_addr]
         } else {
@@ -150,6 +154,11 @@ impl Node {
             .unwrap_or_else(|| format!("http://{http_addr}"))
             .trim_end_matches('/')
             .to_owned();
+        let mut cascade = if config.cluster.enabled() {
+            Some(cascade::prepare(&config, media_addr, &public_url)?)
+        } else {
+            None
+        };
         tracing::info!(
             http = %http_addr,
             media = %media_addr,
@@ -170,6 +179,7 @@ impl Node {
             peers: Mutex::new(Peers::default()),
             next_id: AtomicU64::new(1),
             cascade: cascade.as_ref().map(|c| c.handle.clone()),
+            members: cascade.as_ref().map(|c| c.view.clone()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let app = crate::http::router(shared.clone());

@@ -1,0 +1,67 @@
+//! `GET /cluster`: this node and the cluster members it knows, as SWIM sees them.
+//!
+//! `{"self": "<id>", "members": [{"id", "region", "state", "http"}]}`, members sorted by
+//! id and including this node (always "alive"). `state` is "alive", "suspect" or
+//! "down"; `http` is the member's public HTTP base URL, without a trailing slash. A node
+//! without a cluster lists only itself.
+
+use crate::node::Shared;
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use sluice_state::membership::MemberState;
+use std::sync::Arc;
+
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    #[serde(rename = "self")]
+    pub this: String,
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub id: String,
+    pub region: String,
+    pub state: &'static str,
+    pub http: String,
+}
+
+pub async fn view(State(shared): State<Arc<Shared>>) -> Json<ClusterView> {
+    Json(cluster_view(&shared))
+}
+
+fn cluster_view(shared: &Shared) -> ClusterView {
+    let Some(snapshot) = shared.member_snapshot() else {
+        let id = shared.config.node.id.clone().unwrap_or_default();
+        return ClusterView {
+            this: id.clone(),
+            members: vec![MemberView {
+                id,
+                region: shared.config.node.region.clone(),
+                state: MemberState::Alive.as_str(),
+                http: shared.public_url.clone(),
+            }],
+        };
+    };
+    let this = snapshot.this.name.clone();
+    let mut members = vec![MemberView {
+        id: this.clone(),
+        region: snapshot.this.region,
+        state: MemberState::Alive.as_str(),
+        http: shared.public_url.clone(),
+    }];
+    members.extend(snapshot.members.into_iter().map(|(m, state)| MemberView {
+        // A member that did not tell its name (it should always) is shown by number.
+        id: if m.name.is_empty() {
+            m.id.to_string()
+        } else {
+            m.name
+        },
+        region: m.region,
+        state: state.as_str(),
+        http: m.http,
+    }));
+    members.sort_by(|a, b| a.id.cmp(&b.id));
+    ClusterView { this, members }
+}
