@@ -5,11 +5,13 @@
 //!   track ids.
 //! - [`core`]: the sans-IO decisions over the replicated room documents.
 //! - [`handle`]: what sessions send the cascade task.
+//! - [`shaper`]: what crosses a link when it cannot carry everything.
 //! - [`trust`]: gossip authenticated by the links' mutual TLS.
 
 pub mod catalog;
 pub mod core;
 pub mod handle;
+pub mod shaper;
 pub mod trust;
 
 #[cfg(test)]

@@ -1,0 +1,163 @@
+//! What a link can carry, from its QUIC connection's state.
+//!
+//! The model rate is the congestion controller's own: BBR's pacing rate (its bottleneck
+//! bandwidth times a gain that cycles around 1 every eight round trips), else the
+//! window over the smoothed round trip (Cubic: when the window is the limit, the RTT
+//! includes the queue it built, so this is the delivery rate). Readings are averaged
+//! (BBR's gain cycle and ack noise would otherwise shed and restore layers by turns).
+//!
+//! The model can be wrong in one way that matters: above what the path delivers. The
+//! datagram send buffer shows it. When datagrams stay queued over two readings, quinn
+//! has been sending as fast as its controller lets it all along, so the bytes it sent in
+//! between are what the link carries now, and the estimate falls to that at once.
+
+use sluice_dataplane::engine::Micros;
+
+/// One reading of a link's transport state (`cluster::LinkStats` plus the controller's
+/// pacing rate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkSample {
+    /// Smoothed round-trip time, µs.
+    pub rtt: Micros,
+    /// Congestion window, bytes.
+    pub cwnd: u64,
+    /// The controller's pacing rate in bits per second, if it has one (BBR does).
+    pub pacing_bps: Option<u64>,
+    /// UDP bytes sent on the link so far.
+    pub tx_bytes: u64,
+    /// Datagram bytes waiting in the send buffer.
+    pub queued_bytes: u64,
+}
+
+/// Readings closer together than this say too little about a rate.
+const MIN_INTERVAL: Micros = 20_000;
+/// The send buffer is backlogged when it holds more than this much time at the model
+/// rate (a keyframe burst drains faster)...
+const BACKLOG: Micros = 50_000;
+/// ...and never for less than two full datagrams.
+const BACKLOG_MIN_BYTES: u64 = 2 * 1300;
+/// Weight of a new model reading in the average (1/4: about four readings).
+const NEW_WEIGHT: u64 = 4;
+
+/// One link's estimate, fed a [`LinkSample`] every tick or so.
+#[derive(Debug, Clone, Default)]
+pub struct LinkEstimator {
+    average: Option<u64>,
+    last: Option<(Micros, u64)>,
+    backlogged: bool,
+    estimate: Option<u64>,
+}
+
+impl LinkEstimator {
+    /// The link's estimate in bits per second, `None` until the connection has a
+    /// round-trip time.
+    pub fn estimate(&self) -> Option<u64> {
+        self.estimate
+    }
+
+    /// Takes a reading; returns the new estimate.
+    pub fn on_sample(&mut self, now: Micros, s: &LinkSample) -> Option<u64> {
+        let tx_rate = match self.last {
+            Some((at, bytes)) if now >= at + MIN_INTERVAL => {
+                Some(s.tx_bytes.saturating_sub(bytes) * 8 * 1_000_000 / (now - at))
+            }
+            Some(_) => return self.estimate,
+            None => None,
+        };
+        self.last = Some((now, s.tx_bytes));
+        let model = s.pacing_bps.filter(|&r| r > 0).or_else(|| {
+            (s.rtt > 0 && s.cwnd > 0).then(|| s.cwnd.saturating_mul(8 * 1_000_000) / s.rtt)
+        });
+        let Some(model) = model else {
+            return self.estimate;
+        };
+        let average = match self.average {
+            None => model,
+            Some(a) => a - a / NEW_WEIGHT + model / NEW_WEIGHT,
+        };
+        self.average = Some(average);
+        let backlog_bytes = (average / 8 * BACKLOG / 1_000_000).max(BACKLOG_MIN_BYTES);
+        let backlogged = s.queued_bytes > backlog_bytes;
+        let mut estimate = average;
+        if backlogged
+            && self.backlogged
+            && let Some(t) = tx_rate
+        {
+            estimate = estimate.min(t);
+            // The average must not pull the estimate back above what the link carries.
+            self.average = Some(estimate);
+        }
+        self.backlogged = backlogged;
+        self.estimate = Some(estimate);
+        self.estimate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(pacing: Option<u64>, tx: u64, queued: u64) -> LinkSample {
+        LinkSample {
+            rtt: 40_000,
+            cwnd: 100_000,
+            pacing_bps: pacing,
+            tx_bytes: tx,
+            queued_bytes: queued,
+        }
+    }
+
+    #[test]
+    fn nothing_before_a_model_then_the_pacing_rate_averaged() {
+        let mut e = LinkEstimator::default();
+        let none = LinkSample::default();
+        assert_eq!(e.on_sample(0, &none), None);
+        assert_eq!(
+            e.on_sample(100_000, &sample(Some(10_000_000), 0, 0)),
+            Some(10_000_000)
+        );
+        // BBR's gain cycle: one reading at 1.25x moves the estimate a quarter of the way.
+        let r = e
+            .on_sample(200_000, &sample(Some(12_500_000), 0, 0))
+            .unwrap();
+        assert_eq!(r, 10_625_000);
+        // Readings too close together change nothing.
+        assert_eq!(e.on_sample(205_000, &sample(Some(1), 0, 0)), Some(r));
+    }
+
+    #[test]
+    fn window_over_rtt_without_a_pacing_rate() {
+        let mut e = LinkEstimator::default();
+        // 100 kB per 40 ms = 20 Mbit/s.
+        assert_eq!(e.on_sample(0, &sample(None, 0, 0)), Some(20_000_000));
+    }
+
+    #[test]
+    fn a_persistent_backlog_drops_the_estimate_to_what_the_link_sends() {
+        let mut e = LinkEstimator::default();
+        // The model says 20 Mbit/s; the link sends 1 MB/s = 8 Mbit/s.
+        let model = Some(20_000_000);
+        e.on_sample(0, &sample(model, 0, 0));
+        // One backlogged reading (a burst) is not enough.
+        assert_eq!(
+            e.on_sample(100_000, &sample(model, 100_000, 200_000)),
+            Some(20_000_000)
+        );
+        assert_eq!(
+            e.on_sample(200_000, &sample(model, 200_000, 200_000)),
+            Some(8_000_000)
+        );
+        // The average restarts from there: the model creeps back only while the
+        // backlog is gone.
+        let r = e.on_sample(300_000, &sample(model, 300_000, 0)).unwrap();
+        assert_eq!(r, 8_000_000 - 2_000_000 + 5_000_000);
+        // A small queue (under 50 ms at the rate) is not a backlog.
+        let r2 = e
+            .on_sample(400_000, &sample(model, 400_000, 10_000))
+            .unwrap();
+        let r3 = e
+            .on_sample(500_000, &sample(model, 500_000, 10_000))
+            .unwrap();
+        assert!(r3 > r2 && r2 > r, "{r} {r2} {r3}");
+    }
+}
