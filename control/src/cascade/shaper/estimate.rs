@@ -1,16 +1,21 @@
 //! What a link can carry, from its QUIC connection's state.
 //!
 //! The model rate is the congestion controller's own: BBR's pacing rate (its bottleneck
-//! bandwidth times a gain that cycles around 1 every eight round trips), else the
-//! window over the smoothed round trip (Cubic: when the window is the limit, the RTT
-//! includes the queue it built, so this is the delivery rate). Readings are averaged
-//! (BBR's gain cycle and ack noise would otherwise shed and restore layers by turns).
+//! bandwidth times a gain that cycles around 1 every eight round trips), kept while the
+//! link is app-limited. Without one (Cubic), twice the window over the smoothed round
+//! trip: a window-based controller grows its window only while the window is what
+//! limits sending, so an estimate of window/RTT would keep media below it and the
+//! window where it is for good; offering more lets the window grow, and the backlog
+//! rule below says where the link really stops. Readings are averaged (BBR's gain
+//! cycle and ack noise would otherwise shed and restore layers by turns).
 //!
 //! The model can be wrong in one way that matters: above what the path delivers. The
 //! datagram send buffer shows it. When datagrams stay queued over two readings, quinn
 //! has been sending as fast as its controller lets it all along, so the bytes it sent in
 //! between are what the link carries now, and the estimate falls to that at once.
 
+use crate::cluster::LinkHandle;
+use crate::cluster::transport::DATAGRAM_SEND_BUFFER;
 use sluice_dataplane::engine::Micros;
 
 /// One reading of a link's transport state (`cluster::LinkStats` plus the controller's
@@ -29,6 +34,20 @@ pub struct LinkSample {
     pub queued_bytes: u64,
 }
 
+impl LinkSample {
+    /// Reads a link now.
+    pub fn of(link: &LinkHandle) -> Self {
+        let s = link.stats();
+        LinkSample {
+            rtt: s.rtt.as_micros() as Micros,
+            cwnd: s.cwnd,
+            pacing_bps: link.connection().congestion_state().metrics().pacing_rate,
+            tx_bytes: s.udp_tx_bytes,
+            queued_bytes: DATAGRAM_SEND_BUFFER.saturating_sub(s.datagram_send_buffer_space) as u64,
+        }
+    }
+}
+
 /// Readings closer together than this say too little about a rate.
 const MIN_INTERVAL: Micros = 20_000;
 /// The send buffer is backlogged when it holds more than this much time at the model
@@ -36,6 +55,8 @@ const MIN_INTERVAL: Micros = 20_000;
 const BACKLOG: Micros = 50_000;
 /// ...and never for less than two full datagrams.
 const BACKLOG_MIN_BYTES: u64 = 2 * 1300;
+/// Window/RTT multiplier for controllers without a pacing rate (module docs).
+const WINDOW_PROBE: u64 = 2;
 /// Weight of a new model reading in the average (1/4: about four readings).
 const NEW_WEIGHT: u64 = 4;
 
@@ -66,7 +87,8 @@ impl LinkEstimator {
         };
         self.last = Some((now, s.tx_bytes));
         let model = s.pacing_bps.filter(|&r| r > 0).or_else(|| {
-            (s.rtt > 0 && s.cwnd > 0).then(|| s.cwnd.saturating_mul(8 * 1_000_000) / s.rtt)
+            (s.rtt > 0 && s.cwnd > 0)
+                .then(|| s.cwnd.saturating_mul(WINDOW_PROBE * 8 * 1_000_000) / s.rtt)
         });
         let Some(model) = model else {
             return self.estimate;
@@ -128,8 +150,8 @@ mod tests {
     #[test]
     fn window_over_rtt_without_a_pacing_rate() {
         let mut e = LinkEstimator::default();
-        // 100 kB per 40 ms = 20 Mbit/s.
-        assert_eq!(e.on_sample(0, &sample(None, 0, 0)), Some(20_000_000));
+        // 100 kB per 40 ms = 20 Mbit/s, doubled so that the window can grow.
+        assert_eq!(e.on_sample(0, &sample(None, 0, 0)), Some(40_000_000));
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub enum TrackKind {
     Video,
 }
 
+/// What the cascade driver tells the media thread's shaper about a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShaperCommand {
+    Kind { track: TrackId, kind: TrackKind },
+    Speaker { track: TrackId, speaker: bool },
+    Forget { track: TrackId },
+}
+
 /// Whether one link packet goes on the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -182,6 +190,14 @@ impl Shaper {
 
     pub fn stats(&self) -> ShaperStats {
         self.stats
+    }
+
+    pub fn apply(&mut self, cmd: ShaperCommand) {
+        match cmd {
+            ShaperCommand::Kind { track, kind } => self.set_track_kind(track, kind),
+            ShaperCommand::Speaker { track, speaker } => self.set_speaker(track, speaker),
+            ShaperCommand::Forget { track } => self.forget_track(track),
+        }
     }
 
     /// Says what a track carries (the driver knows from the track's descriptor).

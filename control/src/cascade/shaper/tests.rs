@@ -264,7 +264,10 @@ fn audio_is_guessed_from_the_packets_or_told() {
         per_step: 1,
         size: 1200,
     }];
-    sim.shaper.set_track_kind(OTHER, TrackKind::Audio);
+    sim.shaper.apply(ShaperCommand::Kind {
+        track: OTHER,
+        kind: TrackKind::Audio,
+    });
     let t = sim.run(&big, 100);
     assert_eq!(t.shed(OTHER, 0), 0);
     sim.shaper.forget_track(OTHER);
