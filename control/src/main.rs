@@ -1,5 +1,5 @@
-//! The `sluice` binary: run a node, mint tokens for it, manage the cluster CA, run the
-//! benchmarks.
+//! The `sluice` binary: run a node or a local cluster, mint tokens, manage the cluster
+//! CA, run the benchmarks.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,6 +19,9 @@ enum Cmd {
     Node(Box<sluice_control::config::NodeArgs>),
     /// Mint a Bearer token (JWT) granting publish and/or subscribe in a room.
     Token(sluice_control::auth::TokenArgs),
+    /// Run a local cascade of N nodes on this machine (one process and one region each,
+    /// an ephemeral CA); prints one line per node once it is up. Ctrl-C stops them all.
+    Cluster(sluice_control::cluster::local::ClusterArgs),
     /// The cluster CA: make one, issue node certificates for inter-node links.
     #[command(subcommand)]
     Ca(sluice_control::cluster::CaCommand),
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Cluster(args) => sluice_control::cluster::local::run(&args),
         Cmd::Ca(cmd) => match sluice_control::cluster::run_ca_command(&cmd) {
             Ok(done) => {
                 println!("{done}");

@@ -5,6 +5,7 @@
 pub mod ca;
 pub mod cli;
 pub mod link;
+pub mod local;
 pub mod name;
 pub mod tls;
 pub mod transport;
