@@ -1,6 +1,7 @@
 // Two Chromiums open the demo page on the same room and press Join; each must end up
 // showing the other's video, decoded. Then one presses Leave and the other must drop its
-// tile. Usage: node demo_page.mjs <base_url>
+// tile. Usage: node demo_page.mjs <base_url> [<second_base_url>]: with a second URL,
+// page y uses another node of a cascade.
 // SLUICE_BROWSER_SCREENSHOTS=<dir> saves what each page shows once both see each other.
 
 import { check, log, MEDIA_TIMEOUT_MS, poll, roomListing, runScript } from './lib.mjs';
@@ -39,7 +40,7 @@ function sees(viewer, publisher) {
   return !!w && w.framesDecoded >= MIN_FRAMES_DECODED && w.inDocument && w.videoSize !== '0x0';
 }
 
-runScript('demo_page', async ({ base, launch, diagnose }) => {
+runScript('demo_page', async ({ base, watchBase, launch, diagnose }) => {
   const room = `demo-page-${process.pid}-${Date.now()}`;
   const x = await launch('x');
   const y = await launch('y');
@@ -49,8 +50,8 @@ runScript('demo_page', async ({ base, launch, diagnose }) => {
   }
   diagnose('room', () => roomListing(base, room));
 
-  for (const b of [x, y]) {
-    const response = await b.page.goto(`${base}/?room=${encodeURIComponent(room)}`);
+  for (const [b, node] of [[x, base], [y, watchBase]]) {
+    const response = await b.page.goto(`${node}/?room=${encodeURIComponent(room)}`);
     check(response && response.status() === 200, `${b.name}: the demo page did not load`, response && response.status());
     const prefilled = await b.page.inputValue('#room');
     check(prefilled === room, `${b.name}: the room field is not prefilled from ?room=`, prefilled);
@@ -85,11 +86,14 @@ runScript('demo_page', async ({ base, launch, diagnose }) => {
     const [sx, sy] = await Promise.all([x.page.evaluate(pageState), y.page.evaluate(pageState)]);
     return { done: !sx.watching[yId] && sx.tiles === 0 && sy.publisherId === null, x: sx, y: sy };
   });
-  const listing = await poll('the room to list only x', 10_000, 250, async () => {
-    const l = await roomListing(base, room);
-    const ids = (l.publishers || []).map((p) => p.id);
-    return { done: ids.length === 1 && ids[0] === both.x.publisherId, listing: l };
-  });
+  let listing;
+  for (const node of new Set([base, watchBase])) {
+    listing = await poll(`the room on ${node} to list only x`, 10_000, 250, async () => {
+      const l = await roomListing(node, room);
+      const ids = (l.publishers || []).map((p) => p.id);
+      return { done: ids.length === 1 && ids[0] === both.x.publisherId, listing: l };
+    });
+  }
 
   return {
     secondsToVideo: both.seconds,

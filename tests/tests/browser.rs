@@ -263,6 +263,20 @@ async fn cascade_publish_watch() {
     assert!(num(&result, "/audio/packetsReceived") > 0.0, "{result}");
 }
 
+/// The demo page across the cascade: one Chromium on node A's page, one on node B's, in
+/// the same room; each shows the other's video (one publisher's media crosses the link
+/// each way), and a Leave on B removes the tile on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascade_demo_page() {
+    let result = cascade_browser_test("demo_page")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    println!("cascade_demo_page: {result}");
+    assert!(num(&result, "/x/sees/framesDecoded") >= 30.0, "{result}");
+    assert!(num(&result, "/y/sees/framesDecoded") >= 30.0, "{result}");
+    assert_eq!(num(&result, "/afterLeave/xTiles"), 0.0, "{result}");
+}
+
 /// Two Chromiums on the demo page in one room each end up showing the other's video, and
 /// a Leave removes the leaver's tile from the other page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,10 +12,12 @@ use sluice_dataplane::router::{LayerConfig, TrackConfig, TrackId};
 /// Metadata key prefix of a track's descriptor in the room document.
 pub const METADATA_PREFIX: &str = "track/";
 
-/// Global track ids: the node id in the top 24 bits, a per-node counter below, so ids
-/// from different nodes never collide in a far node's media plane.
+/// Global track ids: the node's number above a per-node counter, so ids from different
+/// nodes never collide in a far node's media plane. 53 bits in all, so the ids in the
+/// JSON of `GET /rooms` are exact in JavaScript (whose numbers are doubles); the counter
+/// wraps after 2^29 ids, long after the tracks it numbered are gone.
 pub const NODE_ID_BITS: u32 = 24;
-const COUNTER_BITS: u32 = 64 - NODE_ID_BITS;
+const COUNTER_BITS: u32 = 29;
 
 pub fn global_track_id(node: u64, counter: u64) -> TrackId {
     ((node & ((1 << NODE_ID_BITS) - 1)) << COUNTER_BITS) | (counter & ((1 << COUNTER_BITS) - 1))
@@ -23,7 +25,7 @@ pub fn global_track_id(node: u64, counter: u64) -> TrackId {
 
 /// The node a global track id was minted by.
 pub fn track_home(track: TrackId) -> u64 {
-    track >> COUNTER_BITS
+    (track >> COUNTER_BITS) & ((1 << NODE_ID_BITS) - 1)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +270,8 @@ mod tests {
         let id = global_track_id(0xAB_CDEF, 5);
         assert_eq!(track_home(id), 0xAB_CDEF);
         assert_ne!(global_track_id(1, 5), global_track_id(2, 5));
+        // Exact as a JavaScript number.
+        assert!(global_track_id(0xFF_FFFF, u64::MAX) < 1 << 53);
     }
 
     #[test]
