@@ -20,7 +20,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use sluice_dataplane::link;
 use sluice_dataplane::router::UpstreamEvent;
 use sluice_state::membership::MemberState;
-use sluice_state::{Delivery, NodeId, NodeIdentity, Transmit};
+use sluice_state::{Delivery, NodeId, NodeIdentity, Transmit, Transport};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -225,6 +225,18 @@ pub fn spawn(
     Ok(tokio::spawn(driver.run(parts.events, parts.commands, stop)))
 }
 
+/// sluice-state's transport bound to the links: gossip needs no tag of its own, since
+/// every link is mutually authenticated ([`LinkTrust`]).
+impl Transport for Driver {
+    fn send_datagram(&mut self, to: SocketAddr, data: &[u8]) {
+        self.deliver(to, Delivery::Datagram, data);
+    }
+
+    fn send_stream(&mut self, to: SocketAddr, data: &[u8]) {
+        self.deliver(to, Delivery::Stream, data);
+    }
+}
+
 struct Driver {
     shared: Weak<Shared>,
     endpoint: LinkEndpoint,
@@ -346,7 +358,7 @@ impl Driver {
                     .insert(number as u32, handle);
                 if let Some(queued) = self.pending.remove(&remote) {
                     for t in queued {
-                        self.transmit(t);
+                        self.send(&t);
                     }
                 }
             }
@@ -421,7 +433,7 @@ impl Driver {
     /// Carries the core's transmits and applies its actions.
     fn flush(&mut self) {
         while let Some(t) = self.cascade.poll_transmit() {
-            self.transmit(t);
+            self.send(&t);
         }
         while let Some(a) = self.cascade.poll_action() {
             self.apply(a);
@@ -439,31 +451,37 @@ impl Driver {
         }
     }
 
-    fn transmit(&mut self, t: Transmit) {
+    /// One state message onto the link to `to`; held (bounded) while that node is
+    /// dialed when there is no link yet.
+    fn deliver(&mut self, to: SocketAddr, delivery: Delivery, data: &[u8]) {
         let handle = self
             .by_addr
-            .get(&t.to)
+            .get(&to)
             .and_then(|name| self.endpoint.link(name));
         let Some(handle) = handle else {
-            let q = self.pending.entry(t.to).or_default();
+            let q = self.pending.entry(to).or_default();
             if q.len() >= PENDING_PER_PEER {
                 q.pop_front();
             }
-            let to = t.to;
-            q.push_back(t);
+            q.push_back(Transmit {
+                to,
+                to_node: None,
+                delivery,
+                data: data.to_vec(),
+            });
             self.dial(to);
             return;
         };
-        let mut b = BytesMut::with_capacity(1 + t.data.len());
-        match t.delivery {
+        let mut b = BytesMut::with_capacity(1 + data.len());
+        match delivery {
             Delivery::Datagram => {
                 b.put_u8(STATE_DATAGRAM);
-                b.put_slice(&t.data);
+                b.put_slice(data);
                 let _ = handle.send_datagram(b.freeze());
             }
             Delivery::Stream => {
                 b.put_u8(MSG_STATE);
-                b.put_slice(&t.data);
+                b.put_slice(data);
                 let _ = handle.try_send_message(b.freeze());
             }
         }
