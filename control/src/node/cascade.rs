@@ -253,9 +253,10 @@ struct Driver {
     names: HashMap<u64, Arc<str>>,
     pending: HashMap<SocketAddr, VecDeque<Transmit>>,
     dialing: HashSet<SocketAddr>,
+    /// Finished dials: the address and, when it worked, the node found there.
     dialed: (
-        mpsc::UnboundedSender<SocketAddr>,
-        mpsc::UnboundedReceiver<SocketAddr>,
+        mpsc::UnboundedSender<(SocketAddr, Option<Arc<str>>)>,
+        mpsc::UnboundedReceiver<(SocketAddr, Option<Arc<str>>)>,
     ),
 }
 
@@ -280,9 +281,7 @@ impl Driver {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
                 },
-                Some(addr) = self.dialed.1.recv() => {
-                    self.dialing.remove(&addr);
-                }
+                Some((addr, peer)) = self.dialed.1.recv() => self.on_dialed(addr, peer),
                 () = sleep_until(deadline) => self.cascade.handle_timeout(unix_now()),
                 _ = stop.changed() => break,
             }
@@ -494,11 +493,31 @@ impl Driver {
         let endpoint = self.endpoint.clone();
         let done = self.dialed.0.clone();
         tokio::spawn(async move {
-            if let Err(e) = endpoint.connect_any(addr).await {
-                tracing::debug!(%addr, error = %e, "cannot open a link");
-            }
-            let _ = done.send(addr);
+            let peer = match endpoint.connect_any(addr).await {
+                Ok(link) => Some(link.peer().clone()),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "cannot open a link");
+                    None
+                }
+            };
+            let _ = done.send((addr, peer));
         });
+    }
+
+    /// A dial by address ended. The node may already have had a link to us from another
+    /// address (it dialed first, or through a relay or NAT): the address we dialed now
+    /// leads to that link too, and what waited for it goes out.
+    fn on_dialed(&mut self, addr: SocketAddr, peer: Option<Arc<str>>) {
+        self.dialing.remove(&addr);
+        let Some(peer) = peer else {
+            return;
+        };
+        self.by_addr.insert(addr, peer);
+        if let Some(queued) = self.pending.remove(&addr) {
+            for t in queued {
+                self.send(&t);
+            }
+        }
     }
 
     fn apply(&mut self, action: Action) {
