@@ -258,3 +258,84 @@ async fn post_errors_surface_status_and_reason() {
     assert!(!body.trim().is_empty(), "the node says why");
     node.shutdown().await;
 }
+
+/// A subscriber announcing a generous REMB (as a browser's estimator would) is moved up
+/// to the top simulcast layer once it has fitted for the node's hold time; one announcing
+/// less than any layer costs stays on the lowest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remb_from_the_subscriber_moves_it_to_the_top_layer() {
+    let node = Node::start(config()).await.expect("node starts");
+    let base = node.base_url();
+    let opts = ClientOptions {
+        audio: false,
+        simulcast: true,
+        ..ClientOptions::default()
+    };
+    let mut publisher = client::publish(&base, "remb", &opts)
+        .await
+        .expect("publish");
+    let subscribe = |remb: u64| {
+        let base = base.clone();
+        let id = publisher.id.clone();
+        async move {
+            let opts = ClientOptions {
+                remb: Some(remb),
+                rtcp_interval: Duration::from_millis(100),
+                ..ClientOptions::default()
+            };
+            for _ in 0..100 {
+                match client::subscribe(&base, "remb", Some(&id), &opts).await {
+                    Ok(s) => return s,
+                    Err(ClientError::Http { status: 404, .. }) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => panic!("subscribe: {e}"),
+                }
+            }
+            panic!("publisher never listed");
+        }
+    };
+    let subscriber = subscribe(50_000_000).await;
+    let starved = subscribe(1_000).await;
+    let top_layer_frames = |s: &Subscriber| {
+        ssrc_of(s, PT_VP8).map_or(0, |v| {
+            s.packets(v)
+                .iter()
+                .filter(|p| vp8_data(&p.payload).is_some_and(|(_, _, d)| d.starts_with(b"L2-")))
+                .count()
+        })
+    };
+    // Up to 12 s of 3-layer video at 50 frames/s, keyframes every 10 frames.
+    let mut n = 0u32;
+    while top_layer_frames(&subscriber) < 20 {
+        assert!(
+            n < 600,
+            "never on the top layer; node: {:?}; subscriber: {:?}",
+            node.router_stats(),
+            subscriber.stats()
+        );
+        for layer in 0..3 {
+            let data = format!("L{layer}-{n}");
+            publisher
+                .send_video(layer, data.as_bytes(), n % 10 == 0)
+                .await
+                .unwrap();
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("remb e2e: top layer after {n} frames");
+    assert_eq!(
+        top_layer_frames(&starved),
+        0,
+        "1 kbit/s fits no upper layer"
+    );
+    assert!(
+        ssrc_of(&starved, PT_VP8).is_some(),
+        "but the lowest still flows"
+    );
+    starved.close().await.expect("WHEP DELETE");
+    subscriber.close().await.expect("WHEP DELETE");
+    publisher.close().await.expect("WHIP DELETE");
+    node.shutdown().await;
+}

@@ -82,6 +82,10 @@ pub struct ClientOptions {
     /// Announce this `a=fingerprint` (sha-256, "AB:CD:...") instead of the client's own:
     /// for tests of the server's certificate check.
     pub announced_fingerprint: Option<String>,
+    /// A subscriber announces this receive bitrate (REMB, bits per second) with every
+    /// report, as a browser's delay-based estimator would: the node's layer choice then
+    /// follows it.
+    pub remb: Option<u64>,
 }
 
 impl Default for ClientOptions {
@@ -98,6 +102,7 @@ impl Default for ClientOptions {
             rtcp_interval: Duration::from_millis(500),
             nack: true,
             announced_fingerprint: None,
+            remb: None,
         }
     }
 }

@@ -86,6 +86,7 @@ struct State {
     streams: BTreeMap<u32, SeqTracker>,
     payloads: HashMap<u32, Vec<ReceivedPacket>>,
     keep_payloads: usize,
+    remb: Option<u64>,
     stats: SubscriberStats,
 }
 
@@ -199,6 +200,11 @@ impl State {
         {
             self.stats.plis_sent += 1;
         }
+        if let Some(bitrate) = self.remb {
+            let ssrcs: Vec<u32> = self.streams.keys().copied().take(MAX_BLOCKS).collect();
+            // Before any stream arrives a REMB naming none still states the budget.
+            let _ = w.remb(self.rtcp_ssrc, bitrate, &ssrcs);
+        }
         let n = w.finish();
         buf.truncate(n);
         buf.resize(n + self.outbound.profile().rtcp_overhead(), 0);
@@ -301,6 +307,7 @@ impl Subscriber {
             streams: BTreeMap::new(),
             payloads: HashMap::new(),
             keep_payloads: opts.keep_payloads,
+            remb: opts.remb,
             stats: SubscriberStats::default(),
         }));
         let transport = established.transport;
