@@ -237,6 +237,9 @@ impl Transport for Driver {
     }
 }
 
+/// A finished dial: the address, and the node found there if it worked.
+type Dialed = (SocketAddr, Option<Arc<str>>);
+
 struct Driver {
     shared: Weak<Shared>,
     endpoint: LinkEndpoint,
@@ -255,8 +258,8 @@ struct Driver {
     dialing: HashSet<SocketAddr>,
     /// Finished dials: the address and, when it worked, the node found there.
     dialed: (
-        mpsc::UnboundedSender<(SocketAddr, Option<Arc<str>>)>,
-        mpsc::UnboundedReceiver<(SocketAddr, Option<Arc<str>>)>,
+        mpsc::UnboundedSender<Dialed>,
+        mpsc::UnboundedReceiver<Dialed>,
     ),
 }
 
