@@ -317,7 +317,7 @@ async fn remb_from_the_subscriber_moves_it_to_the_top_layer() {
         for layer in 0..3 {
             let data = format!("L{layer}-{n}");
             publisher
-                .send_video(layer, data.as_bytes(), n % 10 == 0)
+                .send_video(layer, data.as_bytes(), n.is_multiple_of(10))
                 .await
                 .unwrap();
         }
