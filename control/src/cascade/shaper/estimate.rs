@@ -60,24 +60,33 @@ const WINDOW_PROBE: u64 = 2;
 /// Weight of a new model reading in the average (1/4: about four readings).
 const NEW_WEIGHT: u64 = 4;
 
+/// What a link carries, as the shaper takes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkEstimate {
+    /// Bits per second: the controller's model, or what the link sent while backlogged;
+    /// `None` until the connection has a model.
+    pub rate: Option<u64>,
+    /// Media has been waiting in the send buffer over two readings: more is offered
+    /// than the link carries, and `rate` is what it does carry.
+    pub saturated: bool,
+}
+
 /// One link's estimate, fed a [`LinkSample`] every tick or so.
 #[derive(Debug, Clone, Default)]
 pub struct LinkEstimator {
     average: Option<u64>,
     last: Option<(Micros, u64)>,
     backlogged: bool,
-    estimate: Option<u64>,
+    estimate: LinkEstimate,
 }
 
 impl LinkEstimator {
-    /// The link's estimate in bits per second, `None` until the connection has a
-    /// round-trip time.
-    pub fn estimate(&self) -> Option<u64> {
+    pub fn estimate(&self) -> LinkEstimate {
         self.estimate
     }
 
     /// Takes a reading; returns the new estimate.
-    pub fn on_sample(&mut self, now: Micros, s: &LinkSample) -> Option<u64> {
+    pub fn on_sample(&mut self, now: Micros, s: &LinkSample) -> LinkEstimate {
         let tx_rate = match self.last {
             Some((at, bytes)) if now >= at + MIN_INTERVAL => {
                 Some(s.tx_bytes.saturating_sub(bytes) * 8 * 1_000_000 / (now - at))
@@ -100,17 +109,22 @@ impl LinkEstimator {
         self.average = Some(average);
         let backlog_bytes = (average / 8 * BACKLOG / 1_000_000).max(BACKLOG_MIN_BYTES);
         let backlogged = s.queued_bytes > backlog_bytes;
-        let mut estimate = average;
+        let mut rate = average;
+        let mut saturated = false;
         if backlogged
             && self.backlogged
             && let Some(t) = tx_rate
         {
-            estimate = estimate.min(t);
+            saturated = true;
+            rate = rate.min(t);
             // The average must not pull the estimate back above what the link carries.
-            self.average = Some(estimate);
+            self.average = Some(rate);
         }
         self.backlogged = backlogged;
-        self.estimate = Some(estimate);
+        self.estimate = LinkEstimate {
+            rate: Some(rate),
+            saturated,
+        };
         self.estimate
     }
 }
@@ -133,25 +147,26 @@ mod tests {
     fn nothing_before_a_model_then_the_pacing_rate_averaged() {
         let mut e = LinkEstimator::default();
         let none = LinkSample::default();
-        assert_eq!(e.on_sample(0, &none), None);
+        assert_eq!(e.on_sample(0, &none).rate, None);
         assert_eq!(
             e.on_sample(100_000, &sample(Some(10_000_000), 0, 0)),
-            Some(10_000_000)
+            LinkEstimate {
+                rate: Some(10_000_000),
+                saturated: false
+            }
         );
         // BBR's gain cycle: one reading at 1.25x moves the estimate a quarter of the way.
-        let r = e
-            .on_sample(200_000, &sample(Some(12_500_000), 0, 0))
-            .unwrap();
-        assert_eq!(r, 10_625_000);
+        let r = e.on_sample(200_000, &sample(Some(12_500_000), 0, 0)).rate;
+        assert_eq!(r, Some(10_625_000));
         // Readings too close together change nothing.
-        assert_eq!(e.on_sample(205_000, &sample(Some(1), 0, 0)), Some(r));
+        assert_eq!(e.on_sample(205_000, &sample(Some(1), 0, 0)).rate, r);
     }
 
     #[test]
     fn window_over_rtt_without_a_pacing_rate() {
         let mut e = LinkEstimator::default();
         // 100 kB per 40 ms = 20 Mbit/s, doubled so that the window can grow.
-        assert_eq!(e.on_sample(0, &sample(None, 0, 0)), Some(40_000_000));
+        assert_eq!(e.on_sample(0, &sample(None, 0, 0)).rate, Some(40_000_000));
     }
 
     #[test]
@@ -163,23 +178,27 @@ mod tests {
         // One backlogged reading (a burst) is not enough.
         assert_eq!(
             e.on_sample(100_000, &sample(model, 100_000, 200_000)),
-            Some(20_000_000)
+            LinkEstimate {
+                rate: Some(20_000_000),
+                saturated: false
+            }
         );
         assert_eq!(
             e.on_sample(200_000, &sample(model, 200_000, 200_000)),
-            Some(8_000_000)
+            LinkEstimate {
+                rate: Some(8_000_000),
+                saturated: true
+            }
         );
         // The average restarts from there: the model creeps back only while the
         // backlog is gone.
-        let r = e.on_sample(300_000, &sample(model, 300_000, 0)).unwrap();
-        assert_eq!(r, 8_000_000 - 2_000_000 + 5_000_000);
+        let r = e.on_sample(300_000, &sample(model, 300_000, 0));
+        assert_eq!(r.rate, Some(8_000_000 - 2_000_000 + 5_000_000));
+        assert!(!r.saturated);
         // A small queue (under 50 ms at the rate) is not a backlog.
-        let r2 = e
-            .on_sample(400_000, &sample(model, 400_000, 10_000))
-            .unwrap();
-        let r3 = e
-            .on_sample(500_000, &sample(model, 500_000, 10_000))
-            .unwrap();
-        assert!(r3 > r2 && r2 > r, "{r} {r2} {r3}");
+        let r2 = e.on_sample(400_000, &sample(model, 400_000, 10_000));
+        let r3 = e.on_sample(500_000, &sample(model, 500_000, 10_000));
+        assert!(r3.rate > r2.rate && r2.rate > r.rate, "{r:?} {r2:?} {r3:?}");
+        assert!(!r3.saturated);
     }
 }

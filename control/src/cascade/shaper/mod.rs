@@ -5,11 +5,23 @@
 //! Per peer node it meters the offered rate of every (track, layer) from the link
 //! packets it sees, sent or not, takes the link's estimate ([`estimate`]) and decides per
 //! layer, in this order: audio (always sent), every video track's base layer, then the
-//! upper layers from the lowest up, the active speaker's before the others'. A layer
-//! that no longer fits is shed at once, and a layer whose lower layer is shed goes with
-//! it; a shed layer comes back only after it has fitted with headroom for
-//! [`ShaperConfig::up_hold`]. The far node needs no message: its router chooses only
-//! layers that keep arriving, so its subscribers move down when a layer stops coming.
+//! upper layers from the lowest up, the active speaker's before the others'.
+//!
+//! - **Down at once**: when the link is saturated (media backs up in its send buffer)
+//!   the estimate is what it carries, and every layer that no longer fits 90% of it is
+//!   shed on the spot; a layer whose lower layer is shed goes with it. While media
+//!   flows without backing up, what is being sent is proof that the link carries it: a
+//!   controller's model below that (an app-limited link has seen no more) sheds nothing.
+//! - **Up with hysteresis**: a shed layer returns after it has fitted with headroom
+//!   for [`ShaperConfig::up_hold`].
+//! - **Probing**: an app-limited link's model only knows what was sent, so a layer
+//!   waiting above it would wait for ever. Every [`ShaperConfig::probe_interval`] the
+//!   first waiting layer is restored on trial; if the link saturates it is shed again
+//!   and the interval doubles (up to [`ShaperConfig::probe_max_interval`]); if it
+//!   holds for [`ShaperConfig::probe_time`] it stays.
+//!
+//! The far node needs no message: its router chooses only layers that keep arriving,
+//! so its subscribers move down when a layer stops coming, and up when it is back.
 //!
 //! Which tracks are audio: what the driver says ([`Shaper::set_track_kind`]), else a
 //! guess from the packets — a single-layer track that never starts a keyframe and
@@ -26,7 +38,7 @@ mod meter;
 #[cfg(test)]
 mod tests;
 
-pub use estimate::{LinkEstimator, LinkSample};
+pub use estimate::{LinkEstimate, LinkEstimator, LinkSample};
 pub use meter::RateMeter;
 
 use sluice_dataplane::engine::Micros;
@@ -73,6 +85,13 @@ pub struct ShaperConfig {
     pub packet_overhead: usize,
     /// A layer with no packet for this long is forgotten.
     pub idle_timeout: Micros,
+    /// How often a waiting layer is tried when it does not fit the estimate, at first
+    /// and after a trial that held...
+    pub probe_interval: Micros,
+    /// ...and at most, after trials that failed (each doubles the interval).
+    pub probe_max_interval: Micros,
+    /// How long a trial must go without saturating the link to succeed.
+    pub probe_time: Micros,
     /// Largest mean packet of a track guessed to be audio.
     pub audio_max_mean_packet: u64,
 }
@@ -86,6 +105,9 @@ impl Default for ShaperConfig {
             up_hold: 3_000_000,
             packet_overhead: sluice_dataplane::link::HEADER_LEN + 38,
             idle_timeout: 5_000_000,
+            probe_interval: 8_000_000,
+            probe_max_interval: 64_000_000,
+            probe_time: 2_000_000,
             audio_max_mean_packet: 320,
         }
     }
@@ -105,6 +127,9 @@ pub struct ShaperStats {
     /// Times a layer was shed, and brought back.
     pub layers_shed: u64,
     pub layers_restored: u64,
+    /// Trials of a layer above the estimate, and those that held.
+    pub probes: u64,
+    pub probes_held: u64,
 }
 
 /// One (track, layer) toward one node, as the shaper sees it now.
@@ -148,8 +173,12 @@ impl Layer {
 
 #[derive(Debug, Default)]
 struct Link {
-    estimate: Option<u64>,
+    estimate: LinkEstimate,
     layers: HashMap<(TrackId, u8), Layer>,
+    /// The layer on trial, since when.
+    probe: Option<(TrackId, u8, Micros)>,
+    next_probe_at: Option<Micros>,
+    probe_backoff: Micros,
     /// Decision order, rebuilt every tick in place.
     order: Vec<(Priority, TrackId, u8)>,
 }
@@ -226,10 +255,10 @@ impl Shaper {
         self.links.keys().copied()
     }
 
-    /// A new estimate for the link to `node`, in bits per second (`None`: unknown, send
-    /// everything). Decides that link's layers at once, so a falling estimate sheds
+    /// A new estimate for the link to `node` (a rate of `None`: unknown, send
+    /// everything). Decides that link's layers at once, so a saturated link sheds
     /// without waiting for the tick.
-    pub fn handle_estimate(&mut self, now: Micros, node: u32, estimate: Option<u64>) {
+    pub fn handle_estimate(&mut self, now: Micros, node: u32, estimate: LinkEstimate) {
         let link = self.links.entry(node).or_default();
         link.estimate = estimate;
         decide(now, link, &self.hints, &self.config, &mut self.stats);
@@ -314,8 +343,8 @@ impl Shaper {
     }
 
     /// The estimate last given for `node`.
-    pub fn estimate(&self, node: u32) -> Option<u64> {
-        self.links.get(&node).and_then(|l| l.estimate)
+    pub fn estimate(&self, node: u32) -> Option<LinkEstimate> {
+        self.links.get(&node).map(|l| l.estimate)
     }
 
     /// One layer toward `node`, as of the last decision.
@@ -389,21 +418,24 @@ fn decide(
     }
     order.sort_unstable();
 
-    let Some(estimate) = link.estimate else {
+    let Some(rate) = link.estimate.rate else {
         // Unknown link: everything goes, nothing waits to come back.
         for &((class, ..), track, layer) in &order {
             if let Some(l) = link.layers.get_mut(&(track, layer)) {
                 restore_if_off(l, stats);
-                l.up_since = None;
                 l.audio = class == 0;
             }
         }
+        link.probe = None;
         link.order = order;
         return;
     };
-    let budget = estimate / 100 * config.budget_percent;
+    let saturated = link.estimate.saturated;
+    let budget = rate / 100 * config.budget_percent;
     let up_budget = budget / 100 * config.up_headroom_percent;
     let mut used = 0u64;
+    let mut shed_now = false;
+    let mut waiting = None;
     for &((class, ..), track, layer) in &order {
         let below_shed = layer > 0
             && class != 0
@@ -422,10 +454,13 @@ fn decide(
         } else if below_shed {
             shed_if_on(l, stats);
         } else if l.on {
-            if used + rate <= budget {
+            // Unsaturated, the link carries what is sent: it stays, whatever the
+            // model says.
+            if !saturated || used + rate <= budget {
                 used += rate;
             } else {
                 shed_if_on(l, stats);
+                shed_now = true;
             }
         } else if used + rate <= up_budget {
             let since = *l.up_since.get_or_insert(now);
@@ -435,9 +470,61 @@ fn decide(
             }
         } else {
             l.up_since = None;
+            if waiting.is_none() {
+                waiting = Some((track, layer));
+            }
         }
     }
     link.order = order;
+    probe(now, link, config, stats, saturated || shed_now, waiting);
+}
+
+/// Ends a trial that saturated the link or held long enough, and starts one when due.
+fn probe(
+    now: Micros,
+    link: &mut Link,
+    config: &ShaperConfig,
+    stats: &mut ShaperStats,
+    congested: bool,
+    waiting: Option<(TrackId, u8)>,
+) {
+    if link.probe_backoff == 0 {
+        link.probe_backoff = config.probe_interval;
+    }
+    if let Some((track, layer, since)) = link.probe {
+        let on = link.layers.get(&(track, layer)).is_some_and(|l| l.on);
+        if congested || !on {
+            // Failed: this link cannot take it now; try less often.
+            if let Some(l) = link.layers.get_mut(&(track, layer)) {
+                shed_if_on(l, stats);
+            }
+            link.probe = None;
+            link.probe_backoff = (link.probe_backoff * 2).min(config.probe_max_interval);
+            link.next_probe_at = Some(now + link.probe_backoff);
+        } else if now.saturating_sub(since) >= config.probe_time {
+            stats.probes_held += 1;
+            link.probe = None;
+            link.probe_backoff = config.probe_interval;
+            link.next_probe_at = Some(now + config.probe_interval);
+        }
+        return;
+    }
+    if congested {
+        link.next_probe_at = Some(now + link.probe_backoff);
+        return;
+    }
+    let due = *link.next_probe_at.get_or_insert(now + link.probe_backoff);
+    let Some((track, layer)) = waiting else {
+        return;
+    };
+    if now < due {
+        return;
+    }
+    if let Some(l) = link.layers.get_mut(&(track, layer)) {
+        restore_if_off(l, stats);
+        stats.probes += 1;
+        link.probe = Some((track, layer, now));
+    }
 }
 
 fn shed_if_on(l: &mut Layer, stats: &mut ShaperStats) {

@@ -116,8 +116,28 @@ impl Sim {
         t
     }
 
-    fn estimate(&mut self, bps: Option<u64>) {
-        self.shaper.handle_estimate(self.now, NODE, bps);
+    /// The link backs up, carrying `bps`.
+    fn saturated(&mut self, bps: u64) {
+        self.shaper.handle_estimate(
+            self.now,
+            NODE,
+            LinkEstimate {
+                rate: Some(bps),
+                saturated: true,
+            },
+        );
+    }
+
+    /// The link's model says `bps`, and nothing backs up.
+    fn flowing(&mut self, bps: u64) {
+        self.shaper.handle_estimate(
+            self.now,
+            NODE,
+            LinkEstimate {
+                rate: Some(bps),
+                saturated: false,
+            },
+        );
     }
 
     fn sending(&self, track: TrackId, layer: u8) -> bool {
@@ -141,11 +161,11 @@ fn without_an_estimate_everything_goes() {
 }
 
 #[test]
-fn a_low_estimate_sheds_upper_layers_whole_and_keeps_audio_and_base() {
+fn a_saturated_link_sheds_upper_layers_whole_and_keeps_audio_and_base() {
     let mut sim = Sim::new();
     sim.run(&call(VIDEO), 200);
     // 1.5 Mbit/s: audio, base and the middle layer fit 90% of it, the top layer does not.
-    sim.estimate(Some(1_500_000));
+    sim.saturated(1_500_000);
     let t = sim.run(&call(VIDEO), 300);
     assert_eq!((t.shed(AUDIO, 0), t.sent(AUDIO, 0)), (0, 150));
     assert_eq!((t.shed(VIDEO, 0), t.sent(VIDEO, 0)), (0, 100));
@@ -154,13 +174,13 @@ fn a_low_estimate_sheds_upper_layers_whole_and_keeps_audio_and_base() {
     assert_eq!((t.shed(VIDEO, 2), t.sent(VIDEO, 2)), (600, 0));
 
     // 600 kbit/s: the middle layer goes too, audio and base stay.
-    sim.estimate(Some(600_000));
+    sim.saturated(600_000);
     let t = sim.run(&call(VIDEO), 300);
     assert_eq!((t.shed(AUDIO, 0), t.shed(VIDEO, 0)), (0, 0));
     assert_eq!((t.sent(VIDEO, 1), t.sent(VIDEO, 2)), (0, 0));
 
     // 40 kbit/s, less than audio alone: audio still goes, all video is shed.
-    sim.estimate(Some(40_000));
+    sim.saturated(40_000);
     let t = sim.run(&call(VIDEO), 300);
     assert_eq!((t.shed(AUDIO, 0), t.sent(AUDIO, 0)), (0, 150));
     assert_eq!(t.sent(VIDEO, 0) + t.sent(VIDEO, 1) + t.sent(VIDEO, 2), 0);
@@ -169,7 +189,7 @@ fn a_low_estimate_sheds_upper_layers_whole_and_keeps_audio_and_base() {
     assert_eq!(s.layers_shed, 3);
     assert_eq!(s.layers_restored, 0);
     // What is sent fits the estimate whenever the estimate holds audio and base.
-    sim.estimate(Some(600_000));
+    sim.saturated(600_000);
     sim.run(&call(VIDEO), 400);
     assert!(sim.shaper.sending(sim.now, NODE) <= 600_000 * 9 / 10);
     assert!(sim.shaper.offered(sim.now, NODE) > 2_500_000);
@@ -179,18 +199,18 @@ fn a_low_estimate_sheds_upper_layers_whole_and_keeps_audio_and_base() {
 fn shed_layers_come_back_one_by_one_after_the_hold() {
     let mut sim = Sim::new();
     sim.run(&call(VIDEO), 200);
-    sim.estimate(Some(600_000));
+    sim.saturated(600_000);
     sim.run(&call(VIDEO), 50);
     assert!(!sim.sending(VIDEO, 1) && !sim.sending(VIDEO, 2));
 
-    sim.estimate(Some(10_000_000));
+    sim.flowing(10_000_000);
     // Two and a half seconds: nothing back yet.
     sim.run(&call(VIDEO), 250);
     assert!(!sim.sending(VIDEO, 1));
     // A dip below what the middle layer needs restarts the hold.
-    sim.estimate(Some(600_000));
+    sim.saturated(600_000);
     sim.run(&call(VIDEO), 10);
-    sim.estimate(Some(10_000_000));
+    sim.flowing(10_000_000);
     sim.run(&call(VIDEO), 250);
     assert!(!sim.sending(VIDEO, 1), "the hold restarted with the dip");
     sim.run(&call(VIDEO), 60);
@@ -218,7 +238,7 @@ fn a_layer_goes_with_the_layer_below_it() {
     let mut sim = Sim::new();
     sim.run(&sources, 200);
     // Fits audio + base + the small top layer, not the big middle one.
-    sim.estimate(Some(700_000));
+    sim.saturated(700_000);
     let t = sim.run(&sources, 300);
     assert_eq!(t.sent(VIDEO, 1), 0);
     assert_eq!(t.sent(VIDEO, 2), 0, "{t:?}");
@@ -234,7 +254,7 @@ fn the_active_speakers_upper_layers_go_first() {
         sim.shaper.set_speaker(speaker, true);
         sim.run(&sources, 200);
         // Audio, both bases and one middle layer fit.
-        sim.estimate(Some(1_500_000));
+        sim.saturated(1_500_000);
         let t = sim.run(&sources, 300);
         let quiet = if speaker == VIDEO { OTHER } else { VIDEO };
         assert_eq!(t.shed(speaker, 1), 0, "{t:?}");
@@ -253,7 +273,7 @@ fn audio_is_guessed_from_the_packets_or_told() {
     assert_eq!(kind(&sim, VIDEO, 2), TrackKind::Video);
     // A small single-layer track the driver says is video is video: it is shed.
     sim.shaper.set_track_kind(AUDIO, TrackKind::Video);
-    sim.estimate(Some(10_000));
+    sim.saturated(10_000);
     let t = sim.run(&call(VIDEO), 100);
     assert_eq!(t.sent(AUDIO, 0), 0);
     // And told audio, a big single-layer track is never shed.
@@ -292,4 +312,63 @@ fn idle_layers_and_closed_links_are_forgotten() {
     sim.shaper.remove_node(NODE);
     assert_eq!(sim.shaper.nodes().count(), 0);
     assert_eq!(sim.shaper.offered(sim.now, NODE), 0);
+}
+
+#[test]
+fn an_unsaturated_link_keeps_what_it_carries_whatever_the_model_says() {
+    let mut sim = Sim::new();
+    sim.run(&call(VIDEO), 200);
+    // An app-limited controller's model has seen less than is sent: no backlog, so
+    // the link carries it all.
+    sim.flowing(1_000_000);
+    let t = sim.run(&call(VIDEO), 300);
+    assert!(t.shed.is_empty(), "{t:?}");
+    assert_eq!(sim.shaper.stats().layers_shed, 0);
+}
+
+#[test]
+fn a_waiting_layer_is_tried_and_kept_when_the_link_takes_it() {
+    let mut sim = Sim::new();
+    sim.run(&call(VIDEO), 200);
+    sim.saturated(1_500_000);
+    sim.run(&call(VIDEO), 10);
+    assert!(!sim.sending(VIDEO, 2));
+    // The backlog is gone but the model stays where it was (nothing more was sent).
+    sim.flowing(1_500_000);
+    sim.run(&call(VIDEO), 750);
+    assert!(!sim.sending(VIDEO, 2), "no trial before the interval");
+    sim.run(&call(VIDEO), 60);
+    assert!(sim.sending(VIDEO, 2), "on trial after 8 s");
+    assert_eq!(sim.shaper.stats().probes, 1);
+    // It holds for the trial time without a backlog: it stays.
+    let t = sim.run(&call(VIDEO), 300);
+    assert_eq!(t.shed(VIDEO, 2), 0);
+    let s = sim.shaper.stats();
+    assert_eq!((s.probes, s.probes_held), (1, 1));
+    assert!(sim.sending(VIDEO, 2));
+}
+
+#[test]
+fn a_trial_that_backs_the_link_up_is_shed_and_the_next_waits_twice_as_long() {
+    let mut sim = Sim::new();
+    sim.run(&call(VIDEO), 200);
+    sim.saturated(1_500_000);
+    sim.run(&call(VIDEO), 10);
+    sim.flowing(1_500_000);
+    sim.run(&call(VIDEO), 810);
+    assert!(sim.sending(VIDEO, 2), "on trial");
+    // The link cannot take it: it backs up.
+    sim.saturated(1_500_000);
+    assert!(!sim.sending(VIDEO, 2), "shed at once");
+    assert!(sim.sending(VIDEO, 1), "the layers that fit stay");
+    sim.run(&call(VIDEO), 10);
+    sim.flowing(1_500_000);
+    // The next trial comes 16 s after the failure, not 8.
+    sim.run(&call(VIDEO), 1_500);
+    assert!(!sim.sending(VIDEO, 2));
+    sim.run(&call(VIDEO), 200);
+    assert!(sim.sending(VIDEO, 2));
+    let s = sim.shaper.stats();
+    assert_eq!((s.probes, s.probes_held), (2, 0));
+    assert_eq!(s.audio_shed, 0);
 }
