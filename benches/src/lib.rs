@@ -4,3 +4,4 @@
 pub mod dataplane;
 pub mod fixtures;
 pub mod impair;
+pub mod link;
