@@ -11,12 +11,15 @@
 //!
 //! The model can be wrong in one way that matters: above what the path delivers. The
 //! datagram send buffer shows it. When datagrams stay queued over two readings, quinn
-//! has been sending as fast as its controller lets it all along, so the bytes it sent in
-//! between are what the link carries now, and the estimate falls to that at once.
+//! has been sending as fast as its controller lets it all along, so the bytes it sent
+//! since the backlog began (over the last second at most: one 100 ms reading can catch
+//! a ProbeRTT dip) are what the link carries now, and the estimate falls to that at
+//! once.
 
 use crate::cluster::LinkHandle;
 use crate::cluster::transport::DATAGRAM_SEND_BUFFER;
 use sluice_dataplane::engine::Micros;
+use std::collections::VecDeque;
 
 /// One reading of a link's transport state (`cluster::LinkStats` plus the controller's
 /// pacing rate).
@@ -57,6 +60,8 @@ const BACKLOG: Micros = 50_000;
 const BACKLOG_MIN_BYTES: u64 = 2 * 1300;
 /// Window/RTT multiplier for controllers without a pacing rate (module docs).
 const WINDOW_PROBE: u64 = 2;
+/// A backlogged link's carried rate is measured over at most this long.
+const CARRIED_WINDOW: Micros = 1_000_000;
 /// Weight of a new model reading in the average (1/4: about four readings).
 const NEW_WEIGHT: u64 = 4;
 
@@ -75,8 +80,11 @@ pub struct LinkEstimate {
 #[derive(Debug, Clone, Default)]
 pub struct LinkEstimator {
     average: Option<u64>,
-    last: Option<(Micros, u64)>,
-    backlogged: bool,
+    /// Recent readings (time, UDP bytes sent), oldest first, spanning at most
+    /// [`CARRIED_WINDOW`].
+    history: VecDeque<(Micros, u64)>,
+    /// The last reading before the current backlog began.
+    backlog_from: Option<Micros>,
     estimate: LinkEstimate,
 }
 
@@ -87,14 +95,18 @@ impl LinkEstimator {
 
     /// Takes a reading; returns the new estimate.
     pub fn on_sample(&mut self, now: Micros, s: &LinkSample) -> LinkEstimate {
-        let tx_rate = match self.last {
-            Some((at, bytes)) if now >= at + MIN_INTERVAL => {
-                Some(s.tx_bytes.saturating_sub(bytes) * 8 * 1_000_000 / (now - at))
-            }
-            Some(_) => return self.estimate,
-            None => None,
-        };
-        self.last = Some((now, s.tx_bytes));
+        let previous = self.history.back().copied();
+        if previous.is_some_and(|(at, _)| now < at + MIN_INTERVAL) {
+            return self.estimate;
+        }
+        self.history.push_back((now, s.tx_bytes));
+        while self
+            .history
+            .front()
+            .is_some_and(|&(at, _)| at + CARRIED_WINDOW < now)
+        {
+            self.history.pop_front();
+        }
         let model = s.pacing_bps.filter(|&r| r > 0).or_else(|| {
             (s.rtt > 0 && s.cwnd > 0)
                 .then(|| s.cwnd.saturating_mul(WINDOW_PROBE * 8 * 1_000_000) / s.rtt)
@@ -109,23 +121,34 @@ impl LinkEstimator {
         self.average = Some(average);
         let backlog_bytes = (average / 8 * BACKLOG / 1_000_000).max(BACKLOG_MIN_BYTES);
         let backlogged = s.queued_bytes > backlog_bytes;
+        let was_backlogged = self.backlog_from.is_some();
+        self.backlog_from = match (backlogged, self.backlog_from, previous) {
+            (false, ..) => None,
+            (true, Some(from), _) => Some(from),
+            (true, None, Some((at, _))) => Some(at),
+            (true, None, None) => None,
+        };
         let mut rate = average;
         let mut saturated = false;
-        if backlogged
-            && self.backlogged
-            && let Some(t) = tx_rate
-        {
+        if was_backlogged && let Some(carried) = self.carried(now, s.tx_bytes) {
             saturated = true;
-            rate = rate.min(t);
+            rate = rate.min(carried);
             // The average must not pull the estimate back above what the link carries.
             self.average = Some(rate);
         }
-        self.backlogged = backlogged;
         self.estimate = LinkEstimate {
             rate: Some(rate),
             saturated,
         };
         self.estimate
+    }
+
+    /// What the link sent since the backlog began (over [`CARRIED_WINDOW`] at most),
+    /// bits per second.
+    fn carried(&self, now: Micros, tx_bytes: u64) -> Option<u64> {
+        let from = self.backlog_from?;
+        let &(at, bytes) = self.history.iter().find(|&&(at, _)| at >= from)?;
+        (now > at).then(|| tx_bytes.saturating_sub(bytes) * 8 * 1_000_000 / (now - at))
     }
 }
 

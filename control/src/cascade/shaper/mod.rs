@@ -62,7 +62,7 @@ pub enum ShaperCommand {
 }
 
 /// Whether one link packet goes on the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
     Send,
     /// Its layer is shed on this link.
@@ -105,7 +105,7 @@ impl Default for ShaperConfig {
             up_hold: 3_000_000,
             packet_overhead: sluice_dataplane::link::HEADER_LEN + 38,
             idle_timeout: 5_000_000,
-            probe_interval: 8_000_000,
+            probe_interval: 5_000_000,
             probe_max_interval: 64_000_000,
             probe_time: 2_000_000,
             audio_max_mean_packet: 320,

@@ -335,10 +335,10 @@ fn a_waiting_layer_is_tried_and_kept_when_the_link_takes_it() {
     assert!(!sim.sending(VIDEO, 2));
     // The backlog is gone but the model stays where it was (nothing more was sent).
     sim.flowing(1_500_000);
-    sim.run(&call(VIDEO), 750);
+    sim.run(&call(VIDEO), 450);
     assert!(!sim.sending(VIDEO, 2), "no trial before the interval");
     sim.run(&call(VIDEO), 60);
-    assert!(sim.sending(VIDEO, 2), "on trial after 8 s");
+    assert!(sim.sending(VIDEO, 2), "on trial after 5 s");
     assert_eq!(sim.shaper.stats().probes, 1);
     // It holds for the trial time without a backlog: it stays.
     let t = sim.run(&call(VIDEO), 300);
@@ -355,7 +355,7 @@ fn a_trial_that_backs_the_link_up_is_shed_and_the_next_waits_twice_as_long() {
     sim.saturated(1_500_000);
     sim.run(&call(VIDEO), 10);
     sim.flowing(1_500_000);
-    sim.run(&call(VIDEO), 810);
+    sim.run(&call(VIDEO), 510);
     assert!(sim.sending(VIDEO, 2), "on trial");
     // The link cannot take it: it backs up.
     sim.saturated(1_500_000);
@@ -363,10 +363,10 @@ fn a_trial_that_backs_the_link_up_is_shed_and_the_next_waits_twice_as_long() {
     assert!(sim.sending(VIDEO, 1), "the layers that fit stay");
     sim.run(&call(VIDEO), 10);
     sim.flowing(1_500_000);
-    // The next trial comes 16 s after the failure, not 8.
-    sim.run(&call(VIDEO), 1_500);
+    // The next trial comes 10 s after the failure, not 5.
+    sim.run(&call(VIDEO), 950);
     assert!(!sim.sending(VIDEO, 2));
-    sim.run(&call(VIDEO), 200);
+    sim.run(&call(VIDEO), 100);
     assert!(sim.sending(VIDEO, 2));
     let s = sim.shaper.stats();
     assert_eq!((s.probes, s.probes_held), (2, 0));
