@@ -56,8 +56,11 @@ const MIN_INTERVAL: Micros = 20_000;
 /// The send buffer is backlogged when it holds more than this much time at the model
 /// rate (a keyframe burst drains faster)...
 const BACKLOG: Micros = 50_000;
-/// ...and never for less than two full datagrams.
+/// ...never for less than two full datagrams, and always at a quarter of the send
+/// buffer (a model far above the path, as quinn's BBR can have, must not put the
+/// threshold beyond the buffer, where datagrams are refused instead).
 const BACKLOG_MIN_BYTES: u64 = 2 * 1300;
+const BACKLOG_MAX_BYTES: u64 = DATAGRAM_SEND_BUFFER as u64 / 4;
 /// Window/RTT multiplier for controllers without a pacing rate (module docs).
 const WINDOW_PROBE: u64 = 2;
 /// A backlogged link's carried rate is measured over at most this long.
@@ -119,7 +122,8 @@ impl LinkEstimator {
             Some(a) => a - a / NEW_WEIGHT + model / NEW_WEIGHT,
         };
         self.average = Some(average);
-        let backlog_bytes = (average / 8 * BACKLOG / 1_000_000).max(BACKLOG_MIN_BYTES);
+        let backlog_bytes =
+            (average / 8 * BACKLOG / 1_000_000).clamp(BACKLOG_MIN_BYTES, BACKLOG_MAX_BYTES);
         let backlogged = s.queued_bytes > backlog_bytes;
         let was_backlogged = self.backlog_from.is_some();
         self.backlog_from = match (backlogged, self.backlog_from, previous) {
@@ -223,5 +227,23 @@ mod tests {
         let r3 = e.on_sample(500_000, &sample(model, 500_000, 10_000));
         assert!(r3.rate > r2.rate && r2.rate > r.rate, "{r:?} {r2:?} {r3:?}");
         assert!(!r3.saturated);
+    }
+
+    #[test]
+    fn an_absurd_model_still_sees_a_backlog_before_the_buffer_is_full() {
+        let mut e = LinkEstimator::default();
+        // quinn's BBR on a lossy 10 Mbit/s path: a "pacing rate" of 1.6 Gbit/s, whose
+        // 50 ms would be 10 MB, far beyond the 256 KiB send buffer.
+        let model = Some(1_600_000_000);
+        e.on_sample(0, &sample(model, 0, 0));
+        e.on_sample(100_000, &sample(model, 125_000, 100_000));
+        let r = e.on_sample(200_000, &sample(model, 250_000, 100_000));
+        assert_eq!(
+            r,
+            LinkEstimate {
+                rate: Some(10_000_000),
+                saturated: true
+            }
+        );
     }
 }
