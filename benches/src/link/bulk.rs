@@ -33,6 +33,11 @@ pub struct BulkResult {
     pub cwnd: u64,
     pub lost_packets: u64,
     pub sent_packets: u64,
+    /// The path MTU at the end (quinn falls back to 1200 when it suspects a black hole).
+    pub mtu: u16,
+    /// The sender stopped (its connection failed) before the window ended, and why.
+    pub sender_ended: bool,
+    pub closed: Option<String>,
 }
 
 pub async fn run(
@@ -88,8 +93,10 @@ pub async fn run(
                 bytes.load(Ordering::Relaxed),
             );
             let pacing = pair.conn.congestion_state().metrics().pacing_rate;
+            let mtu = pair.conn.stats().path.current_mtu;
+            let closed = pair.conn.close_reason();
             eprintln!(
-                "  {:>4.1}s  goodput {:>6.2} Mbit/s  relay in/out/lost/full {}/{}/{}/{}  sent {} lost {}  cwnd {} KiB  srtt {} ms  pacing {:?}",
+                "  {:>4.1}s  goodput {:>6.2} Mbit/s  relay in/out/lost/full {}/{}/{}/{}  sent {} lost {}  cwnd {} KiB  srtt {} ms  pacing {:?}  mtu {}  closed {:?}",
                 t0.elapsed().as_secs_f64(),
                 (now.2 - last.2) as f64 * 8.0 / 1e6,
                 now.0.forward.packets_in - last.0.forward.packets_in,
@@ -101,6 +108,8 @@ pub async fn run(
                 now.1.cwnd / 1024,
                 now.1.rtt.as_millis(),
                 pacing,
+                mtu,
+                closed,
             );
             last = now;
         }
@@ -122,6 +131,9 @@ pub async fn run(
         relay.stats(),
         link_stats(&pair.conn),
     );
+    let closed = pair.conn.close_reason().map(|r| r.to_string());
+    let mtu = pair.conn.stats().path.current_mtu;
+    let stalled = sender.is_finished();
     sender.abort();
     receiver.abort();
     pair.close().await;
@@ -143,6 +155,9 @@ pub async fn run(
         cwnd: s1.cwnd,
         lost_packets: s1.lost_packets - s0.lost_packets,
         sent_packets: s1.sent_packets - s0.sent_packets,
+        mtu,
+        sender_ended: stalled,
+        closed,
     })
 }
 

@@ -81,6 +81,9 @@ pub struct PhaseSummary {
     pub seconds: u64,
     pub received_bps: u64,
     pub received_share: f64,
+    /// Frame bits per second handed to the link (what did not arrive was lost on the
+    /// path: the relay's random loss, or its queue overflowing).
+    pub sent_bps: u64,
     pub estimate_bps: u64,
     /// Mean streams of each layer arriving per second.
     pub layers_arriving: [f64; 3],
@@ -218,6 +221,7 @@ pub async fn run(
             seconds: rows.len() as u64,
             received_bps: received,
             received_share: received as f64 / rate as f64,
+            sent_bps: rows.iter().map(|s| s.sent_bps).sum::<u64>() / n,
             estimate_bps: rows.iter().map(|s| s.estimate_bps).sum::<u64>() / n,
             layers_arriving: layers,
         });

@@ -92,13 +92,13 @@ pub fn bulk_table(path: &PathDesc, rows: &[BulkResult]) -> String {
     );
     let _ = writeln!(
         s,
-        "| controller | goodput Mbit/s | share of bottleneck | on the wire Mbit/s | wire share | srtt ms | cwnd KiB | lost pkts (relay loss / queue drops) |"
+        "| controller | goodput Mbit/s | share of bottleneck | on the wire Mbit/s | wire share | srtt ms | cwnd KiB | lost pkts (relay loss / queue drops) | MTU | connection |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.1}% | {:.2} | {:.1}% | {:.0} | {} | {} ({} / {}) |",
+            "| {} | {:.2} | {:.1}% | {:.2} | {:.1}% | {:.0} | {} | {} ({} / {}) | {} | {} |",
             r.congestion,
             mbit(r.goodput_bps),
             r.goodput_share * 100.0,
@@ -108,7 +108,9 @@ pub fn bulk_table(path: &PathDesc, rows: &[BulkResult]) -> String {
             r.cwnd / 1024,
             r.lost_packets,
             r.relay_lost,
-            r.relay_queue_drops
+            r.relay_queue_drops,
+            r.mtu,
+            r.closed.as_deref().unwrap_or("open")
         );
     }
     s
@@ -118,18 +120,20 @@ pub fn media_summary(rows: &[MediaResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| controller | bottleneck Mbit/s | received Mbit/s (share) | estimate Mbit/s | video streams arriving L0 / L1 / L2 |"
+        "| controller | bottleneck Mbit/s | sent Mbit/s | received Mbit/s (share of bottleneck) | lost on the path | estimate Mbit/s | video streams arriving L0 / L1 / L2 (of 4) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for m in rows {
         for p in &m.phases {
             let _ = writeln!(
                 s,
-                "| {} | {:.1} | {:.2} ({:.0}%) | {:.2} | {:.1} / {:.1} / {:.1} |",
+                "| {} | {:.1} | {:.2} | {:.2} ({:.0}%) | {:.1}% | {:.2} | {:.1} / {:.1} / {:.1} |",
                 m.congestion,
                 mbit(p.link_bps),
+                mbit(p.sent_bps),
                 mbit(p.received_bps),
                 p.received_share * 100.0,
+                100.0 * (1.0 - p.received_bps as f64 / p.sent_bps.max(1) as f64).max(0.0),
                 mbit(p.estimate_bps),
                 p.layers_arriving[0],
                 p.layers_arriving[1],
