@@ -205,6 +205,21 @@ async fn publisher_on_a_reaches_subscribers_on_b_and_c_in_order() {
     eprintln!("cascade counters: A {sent:?}, B {got_b:?}, C {got_c:?}");
     assert!(got_b.media_in >= (AUDIO + VIDEO) as u64 && got_c.media_in >= (AUDIO + VIDEO) as u64);
     assert_eq!(sent.media_out_dropped, 0);
+    // Every link packet went through A's link shaper, which had no reason to shed (its
+    // counters are published on its tick).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut shaped = a.shaper_stats().unwrap();
+    while shaped.packets_sent < sent.media_out && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        shaped = a.shaper_stats().unwrap();
+    }
+    eprintln!("shaper on A: {shaped:?}");
+    assert!(shaped.packets_sent >= sent.media_out, "{shaped:?}");
+    assert_eq!(
+        (shaped.packets_shed, shaped.audio_shed),
+        (0, 0),
+        "{shaped:?}"
+    );
 
     on_b.close().await.expect("WHEP DELETE on B");
     on_c.close().await.expect("WHEP DELETE on C");

@@ -8,11 +8,11 @@
 //!   arrives.
 //! - [`cpu`]: CPU time per relayed packet on the link path beside plain UDP sockets
 //!   carrying the same frames, in the same run.
-//! - [`bbr`]: a BBR-style controller for quinn, measured beside quinn's own.
+//! - the BBR-style controller the links run (`sluice_control::cluster::bbr`) is measured
+//!   beside quinn's own.
 //! - [`pair`]: the two endpoints and the relay; [`synth`]: the synthetic packets;
 //!   [`report`]: tables and JSON.
 
-pub mod bbr;
 pub mod bulk;
 pub mod cpu;
 pub mod media;

@@ -7,10 +7,10 @@
 //! endpoints built from the same TLS and transport configuration, with only the
 //! controller factory replaced; the media datagrams are the same.
 
-use super::bbr::LinkBbrConfig;
 use crate::impair::{Impairment, Relay, RelayConfig};
 use bytes::Bytes;
 use sluice_control::cascade::shaper::LinkSample;
+use sluice_control::cluster::bbr::LinkBbrConfig;
 use sluice_control::cluster::transport::{DATAGRAM_SEND_BUFFER, transport_config};
 use sluice_control::cluster::{
     ClusterCa, Congestion, LinkEndpoint, LinkEvent, LinkHandle, LinkTls, NODE_DNS_SUFFIX,
@@ -41,7 +41,7 @@ pub enum Controller {
     /// quinn's experimental BBR, what `Congestion::Bbr` selects today.
     QuinnBbr,
     Cubic,
-    /// [`super::bbr::LinkBbr`].
+    /// [`sluice_control::cluster::bbr::LinkBbr`].
     LinkBbr,
 }
 
@@ -118,7 +118,7 @@ impl Harness {
                 let congestion = if controller == Controller::Cubic {
                     Congestion::Cubic
                 } else {
-                    Congestion::Bbr
+                    Congestion::QuinnBbr
                 };
                 let (b, mut b_events) =
                     LinkEndpoint::bind(any, tls("b")?, congestion).map_err(|e| e.to_string())?;

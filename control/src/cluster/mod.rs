@@ -2,6 +2,7 @@
 //! from it, and the QUIC links that carry media datagrams and control messages between
 //! nodes. See docs/cluster.md for the operator's view and the link protocol.
 
+pub mod bbr;
 pub mod ca;
 pub mod cli;
 pub mod link;

@@ -12,6 +12,7 @@ use super::{Shared, link_media};
 use crate::cascade::catalog::track_home;
 use crate::cascade::core::{Action, Cascade};
 use crate::cascade::handle::{CascadeHandle, Command, node_number};
+use crate::cascade::shaper::{ShaperCommand, ShaperConfig, ShaperStats, TrackKind};
 use crate::cascade::trust::LinkTrust;
 use crate::cluster::{Congestion, LinkEndpoint, LinkEvent, LinkHandle, LinkTls, NodeCert};
 use crate::config::{LinkCongestion, NodeConfig};
@@ -24,7 +25,7 @@ use sluice_state::{Delivery, NodeId, NodeIdentity, Transmit, Transport};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
@@ -101,6 +102,8 @@ pub struct CascadeStarted {
     /// Live members other than this node, as of the driver's last step.
     pub members: Arc<AtomicUsize>,
     pub view: SharedMembers,
+    /// The link shaper's counters, published by the media thread.
+    pub shaper_stats: Arc<Mutex<ShaperStats>>,
     run: Option<RunParts>,
 }
 
@@ -185,6 +188,7 @@ pub fn prepare(
         counters: Arc::default(),
         members: Arc::default(),
         view,
+        shaper_stats: Arc::default(),
         run: Some(RunParts {
             cascade,
             events,
@@ -204,9 +208,15 @@ pub fn spawn(
     let links_rx = shared.media.lock().workers().links();
     let table = parts.links.clone();
     let counters = started.counters.clone();
+    let (shaper_tx, shaper_rx) = crossbeam_channel::unbounded();
+    let shaping = link_media::Shaping {
+        config: ShaperConfig::default(),
+        commands: Some(shaper_rx),
+        stats: Some(started.shaper_stats.clone()),
+    };
     std::thread::Builder::new()
         .name("sluice-links".into())
-        .spawn(move || link_media::send_media(&links_rx, &table, &counters))?;
+        .spawn(move || link_media::run(&links_rx, &table, &counters, shaping))?;
     let driver = Driver {
         shared: Arc::downgrade(shared),
         endpoint: started.endpoint.clone(),
@@ -214,6 +224,7 @@ pub fn spawn(
         members: started.members.clone(),
         view: started.view.clone(),
         view_at: None,
+        shaper: shaper_tx,
         cascade: parts.cascade,
         links: parts.links,
         by_addr: HashMap::new(),
@@ -248,6 +259,8 @@ struct Driver {
     view: SharedMembers,
     /// When `view` was last rebuilt; `None` forces a rebuild at the next flush.
     view_at: Option<Instant>,
+    /// Track kinds for the media thread's link shaper (audio is never shed).
+    shaper: crossbeam_channel::Sender<ShaperCommand>,
     cascade: Cascade,
     links: LinkTable,
     /// Link address (a member's identity) to its peer name.
@@ -303,12 +316,26 @@ impl Driver {
                 room,
                 publisher,
                 tracks,
-            } => self.cascade.publish(now, &room, &publisher, &tracks),
+            } => {
+                for d in &tracks {
+                    let kind = match d.media_kind() {
+                        Ok(crate::sdp::MediaKind::Audio) => TrackKind::Audio,
+                        _ => TrackKind::Video,
+                    };
+                    let _ = self.shaper.send(ShaperCommand::Kind { track: d.id, kind });
+                }
+                self.cascade.publish(now, &room, &publisher, &tracks);
+            }
             Command::Unpublish {
                 room,
                 publisher,
                 tracks,
-            } => self.cascade.unpublish(now, &room, &publisher, &tracks),
+            } => {
+                for &track in &tracks {
+                    let _ = self.shaper.send(ShaperCommand::Forget { track });
+                }
+                self.cascade.unpublish(now, &room, &publisher, &tracks);
+            }
             Command::Want { room, track, more } => self.cascade.want(now, &room, track, more),
             Command::Watch { room } => self.cascade.watch(now, &room),
             Command::Upstream(ev) => self.send_upstream(ev),

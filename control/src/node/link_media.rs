@@ -30,11 +30,6 @@ pub(super) struct Shaping {
     pub stats: Option<Arc<Mutex<ShaperStats>>>,
 }
 
-/// The media thread with default shaping: audio recognised by its packets.
-pub(super) fn send_media(rx: &Receiver<LinkPacket>, table: &LinkTable, counters: &CascadeCounters) {
-    run(rx, table, counters, Shaping::default());
-}
-
 /// The media thread: link packets from every worker, shaped, framed, onto their node's
 /// link. Returns when every sender of `rx` is gone.
 pub(super) fn run(

@@ -261,6 +261,13 @@ impl Node {
         self.cascade.as_ref().map(|c| c.counters.snapshot())
     }
 
+    /// What the link shaper sent and shed, when this node is in a cluster.
+    pub fn shaper_stats(&self) -> Option<crate::cascade::shaper::ShaperStats> {
+        self.cascade
+            .as_ref()
+            .map(|c| *c.shaper_stats.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// This node's link endpoint address, when it is in a cluster.
     pub fn link_addr(&self) -> Option<SocketAddr> {
         self.cascade

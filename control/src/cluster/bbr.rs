@@ -29,10 +29,8 @@
 //! what the link shaper's estimator (`sluice_control::cascade::shaper::estimate`) reads
 //! as the link's model rate.
 //!
-//! It lives here, beside the benchmark that measures it, because naming quinn's
-//! `RttEstimator` (in the `Controller` trait) needs a direct quinn-proto dependency the
-//! control crate does not have yet; the links take it through
-//! [`LinkBbrConfig`] once it moves to `sluice_control::cluster`.
+//! Every link runs it ([`super::transport::Congestion::Bbr`]); `scripts/bench-link.sh`
+//! measures it beside quinn's BBR and Cubic through the impairment relay.
 
 use quinn_proto::RttEstimator;
 use quinn_proto::congestion::{Controller, ControllerFactory, ControllerMetrics};
