@@ -23,7 +23,7 @@ mod track;
 
 pub use cache::{CACHE_PACKET_MAX, CACHE_SLOTS};
 pub use cascade::{MAX_NACK_UPSTREAM, UpstreamEvent};
-pub use feedback::FeedbackConfig;
+pub use feedback::{FeedbackConfig, RateMeter};
 pub use ice::{IceCredentials, MAX_REMOTES_PER_SESSION, RouterEvent};
 pub use keyframe::is_keyframe;
 pub use session::NO_LAYER;

@@ -33,13 +33,13 @@
 //! flag read, no allocation once a layer is known.
 
 pub mod estimate;
-mod meter;
 
 #[cfg(test)]
 mod tests;
 
 pub use estimate::{LinkEstimate, LinkEstimator, LinkSample};
-pub use meter::RateMeter;
+/// The router's one-second bucketed meter: metering a layer costs the same here.
+pub use sluice_dataplane::router::RateMeter;
 
 use sluice_dataplane::engine::Micros;
 use sluice_dataplane::router::TrackId;
