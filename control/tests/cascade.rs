@@ -4,74 +4,15 @@
 //! payload intact; each track crosses each link once however many subscribe behind it;
 //! and the room is listed on every node.
 
-use sluice_control::client::{self, ClientError, ClientOptions, Publisher, Subscriber};
-use sluice_control::cluster::ClusterCa;
-use sluice_control::config::NodeConfig;
+mod support;
+
+use sluice_control::client::{self, ClientOptions, Publisher, Subscriber};
 use sluice_control::node::Node;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
+use support::{start_cluster, subscribe_when_listed};
 
 const PT_OPUS: u8 = 111;
 const PT_VP8: u8 = 96;
-
-fn node_config(dir: &Path, name: &str, seeds: &[SocketAddr]) -> NodeConfig {
-    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
-    let text = format!(
-        "[node]\nid = \"{name}\"\nregion = \"r-{name}\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n\
-         [media]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
-         [cluster]\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\n\
-         ca_cert = \"{d}/ca.pem\"\ncert = \"{d}/{name}.pem\"\nkey = \"{d}/{name}.key\"\n",
-        seeds.join(", "),
-        d = dir.display()
-    );
-    toml::from_str(&text).expect("test config parses")
-}
-
-async fn start_cluster(dir: &Path, names: &[&str]) -> Vec<Node> {
-    let ca = ClusterCa::ephemeral().unwrap();
-    ca.save(dir).unwrap();
-    for n in names {
-        ca.issue(n).unwrap().save(dir).unwrap();
-    }
-    let first = Node::start(node_config(dir, names[0], &[]))
-        .await
-        .expect("node A starts");
-    let seed = first.link_addr().expect("A has a link address");
-    let mut nodes = vec![first];
-    for n in &names[1..] {
-        nodes.push(
-            Node::start(node_config(dir, n, &[seed]))
-                .await
-                .expect("node starts"),
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while nodes.iter().any(|n| n.cluster_members() < names.len() - 1) {
-        assert!(
-            Instant::now() < deadline,
-            "membership did not form: {:?}",
-            nodes.iter().map(Node::cluster_members).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    nodes
-}
-
-async fn subscribe_when_listed(base: &str, room: &str, publisher: &str) -> Subscriber {
-    let opts = ClientOptions::default();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match client::subscribe(base, room, Some(publisher), &opts).await {
-            Ok(s) => return s,
-            Err(ClientError::Http { status: 404, .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("subscribe on {base}: {e}"),
-        }
-    }
-}
 
 fn ssrc_of(sub: &Subscriber, pt: u8) -> Option<u32> {
     sub.stats()

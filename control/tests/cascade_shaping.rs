@@ -8,20 +8,20 @@
 //!   A's shaper does when it sheds it), B's router moves the subscriber to the layer
 //!   that still arrives, with its sequence numbers contiguous; when the layer comes back
 //!   so does the subscriber.
+//! - The active speaker: the publisher on A whose audio level says they talk is the one
+//!   whose video A's shaper favours.
 
 use sluice_control::cascade::shaper::{
     LinkEstimate, Shaper, ShaperCommand, ShaperConfig, TrackKind, Verdict,
 };
-use sluice_control::client::{self, ClientError, ClientOptions, Subscriber, vp8_data};
-use sluice_control::cluster::ClusterCa;
-use sluice_control::config::NodeConfig;
-use sluice_control::node::Node;
+mod support;
+
+use sluice_control::client::{self, ClientOptions, Subscriber, vp8_data};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
+use support::{start_cluster, subscribe_when_listed, subscribe_when_listed_with};
 
 struct Counting;
 
@@ -167,41 +167,6 @@ fn a_low_estimate_keeps_audio_and_base_layers_and_sheds_upper_layers_whole() {
 
 const PT_VP8: u8 = 96;
 
-fn node_config(dir: &Path, name: &str, seeds: &[SocketAddr]) -> NodeConfig {
-    let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
-    let text = format!(
-        "[node]\nid = \"{name}\"\nregion = \"r-{name}\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n\
-         [media]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
-         [cluster]\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\n\
-         ca_cert = \"{d}/ca.pem\"\ncert = \"{d}/{name}.pem\"\nkey = \"{d}/{name}.key\"\n",
-        seeds.join(", "),
-        d = dir.display()
-    );
-    toml::from_str(&text).expect("test config parses")
-}
-
-async fn two_nodes(dir: &Path) -> (Node, Node) {
-    let ca = ClusterCa::ephemeral().unwrap();
-    ca.save(dir).unwrap();
-    for n in ["a", "b"] {
-        ca.issue(n).unwrap().save(dir).unwrap();
-    }
-    let a = Node::start(node_config(dir, "a", &[]))
-        .await
-        .expect("A starts");
-    let seed = a.link_addr().expect("A has a link address");
-    let b = Node::start(node_config(dir, "b", &[seed]))
-        .await
-        .expect("B starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while a.cluster_members() < 1 || b.cluster_members() < 1 {
-        assert!(Instant::now() < deadline, "membership did not form");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (a, b)
-}
-
 /// Video frames (after `from`) the subscriber got from each layer, by our payloads
 /// `L<layer>-<n>`.
 fn frames_by_layer(s: &Subscriber, from: usize) -> [usize; 3] {
@@ -237,7 +202,8 @@ fn video_packets(s: &Subscriber) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn far_subscribers_follow_the_layers_that_cross_the_link() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_nodes(dir.path()).await;
+    let nodes = start_cluster(dir.path(), &["a", "b"]).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
     let opts = ClientOptions {
         audio: false,
         simulcast: true,
@@ -251,16 +217,8 @@ async fn far_subscribers_follow_the_layers_that_cross_the_link() {
         rtcp_interval: Duration::from_millis(100),
         ..ClientOptions::default()
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let subscriber = loop {
-        match client::subscribe(&b.base_url(), "shaping", Some(&publisher.id), &sub_opts).await {
-            Ok(s) => break s,
-            Err(ClientError::Http { status: 404, .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("subscribe on B: {e}"),
-        }
-    };
+    let subscriber =
+        subscribe_when_listed_with(&b.base_url(), "shaping", &publisher.id, &sub_opts).await;
 
     // Sends frames on `layers` (50 a second, a keyframe every 10) until `done`.
     let mut n = 0u32;
@@ -341,6 +299,97 @@ async fn far_subscribers_follow_the_layers_that_cross_the_link() {
 
     subscriber.close().await.expect("WHEP DELETE");
     publisher.close().await.expect("WHIP DELETE");
-    a.shutdown().await;
-    b.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// The room's active speaker, from the audio level extension, is the publisher whose
+/// video A's link shaper favours: two publishers on A, subscribers on B; whoever talks
+/// (-20 dBov against the other's -75) becomes the speaker once their lead holds, and the
+/// shaper marks exactly that publisher's video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loudest_publisher_is_the_speaker_the_shaper_favours() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), &["a", "b"]).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let opts = ClientOptions::default();
+    let mut alice = client::publish(&a.base_url(), "speak", &opts)
+        .await
+        .expect("alice publishes on A");
+    let mut bob = client::publish(&a.base_url(), "speak", &opts)
+        .await
+        .expect("bob publishes on A");
+    let subs = [
+        subscribe_when_listed(&b.base_url(), "speak", &alice.id).await,
+        subscribe_when_listed(&b.base_url(), "speak", &bob.id).await,
+    ];
+
+    // Both send 20 ms audio packets at the given levels until `done`.
+    macro_rules! talk_until {
+        ($alice:expr, $bob:expr, $what:expr, $done:expr) => {{
+            alice.set_audio_level($alice);
+            bob.set_audio_level($bob);
+            let mut n = 0;
+            while !$done {
+                n += 1;
+                assert!(
+                    n < 500,
+                    "{}: speaker {:?}, shaper {:?}, cascade {:?}, subscribers {:?}",
+                    $what,
+                    a.active_speaker("speak"),
+                    a.shaper_stats(),
+                    a.cascade_counters(),
+                    subs.iter().map(|s| s.stats().packets()).collect::<Vec<_>>()
+                );
+                alice.send_audio(b"alice").await.unwrap();
+                bob.send_audio(b"bob").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }};
+    }
+    let is_speaker = |who: &str| {
+        a.active_speaker("speak").as_deref() == Some(who)
+            && a.shaper_stats().is_some_and(|s| s.speaker_tracks == 1)
+    };
+
+    // Room tone on both: nobody speaks (a second of it, and the far side hears it).
+    talk_until!(
+        75,
+        75,
+        "room tone",
+        subs.iter().all(|s| s.stats().packets() >= 50)
+    );
+    assert_eq!(a.active_speaker("speak"), None);
+    assert_eq!(a.shaper_stats().unwrap().speaker_tracks, 0);
+
+    talk_until!(
+        20,
+        75,
+        "alice never became the speaker",
+        is_speaker(&alice.id)
+    );
+    talk_until!(75, 20, "bob never took over", is_speaker(&bob.id));
+    let changes = a.cascade_counters().unwrap().speaker_changes;
+    assert_eq!(changes, 2, "nobody -> alice -> bob, no flapping");
+    // B hosts no publisher: it judges nobody.
+    assert_eq!(b.active_speaker("speak"), None);
+
+    for s in subs {
+        s.close().await.expect("WHEP DELETE");
+    }
+    // The speaker leaving clears the room's speaker and the shaper's mark.
+    bob.close().await.expect("WHIP DELETE");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.active_speaker("speak").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "bob left but is still the speaker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    alice.close().await.expect("WHIP DELETE");
+    for n in nodes {
+        n.shutdown().await;
+    }
 }

@@ -3,10 +3,13 @@
 //! publisher sends after the subscriber is receiving arrives decrypted, in order, with
 //! its payload intact.
 
+mod support;
+
 use sluice_control::client::{self, ClientError, ClientOptions, Subscriber, vp8_data};
 use sluice_control::config::NodeConfig;
 use sluice_control::node::Node;
 use std::time::Duration;
+use support::subscribe_when_listed;
 
 const PT_OPUS: u8 = 111;
 const PT_VP8: u8 = 96;
@@ -14,22 +17,6 @@ const PT_VP8: u8 = 96;
 fn config() -> NodeConfig {
     let text = "[http]\nlisten = \"127.0.0.1:0\"\n[media]\nbind = \"127.0.0.1:0\"\nworkers = 1\n";
     toml::from_str(text).expect("test config parses")
-}
-
-/// The node lists a publisher once its DTLS handshake is done on the node's side, which
-/// can be a moment after ours: retry the 404 briefly.
-async fn subscribe_when_listed(base: &str, room: &str, publisher: &str) -> Subscriber {
-    let opts = ClientOptions::default();
-    for _ in 0..100 {
-        match client::subscribe(base, room, Some(publisher), &opts).await {
-            Ok(s) => return s,
-            Err(ClientError::Http { status: 404, .. }) => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("subscribe: {e}"),
-        }
-    }
-    panic!("publisher {publisher} never listed");
 }
 
 fn ssrc_of(sub: &Subscriber, pt: u8) -> Option<u32> {

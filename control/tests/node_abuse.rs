@@ -3,12 +3,15 @@
 //! ClientHellos from unknown addresses is rate-limited and counted while an established
 //! session's media keeps flowing, every packet in order.
 
+mod support;
+
 use sluice_control::client::{self, ClientError, ClientOptions, Subscriber};
 use sluice_control::config::NodeConfig;
 use sluice_control::node::Node;
 use sluice_dataplane::router::RouterStats;
 use std::net::UdpSocket;
 use std::time::Duration;
+use support::subscribe_when_listed;
 
 const PT_OPUS: u8 = 111;
 
@@ -16,19 +19,6 @@ fn config() -> NodeConfig {
     let text = "[http]\nlisten = \"127.0.0.1:0\"\n[media]\nbind = \"127.0.0.1:0\"\nworkers = 2\n\
                 [limits]\nhandshake_rate = 500\n";
     toml::from_str(text).expect("test config parses")
-}
-
-async fn subscribe_when_listed(base: &str, room: &str, publisher: &str) -> Subscriber {
-    for _ in 0..100 {
-        match client::subscribe(base, room, Some(publisher), &ClientOptions::default()).await {
-            Ok(s) => return s,
-            Err(ClientError::Http { status: 404, .. }) => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("subscribe: {e}"),
-        }
-    }
-    panic!("publisher {publisher} never listed");
 }
 
 fn total(stats: &[RouterStats], f: impl Fn(&RouterStats) -> u64) -> u64 {

@@ -6,12 +6,14 @@
 //! - [`core`]: the sans-IO decisions over the replicated room documents.
 //! - [`handle`]: what sessions send the cascade task.
 //! - [`shaper`]: what crosses a link when it cannot carry everything.
+//! - [`speaker`]: each room's active speaker, whose video the shaper favours.
 //! - [`trust`]: gossip authenticated by the links' mutual TLS.
 
 pub mod catalog;
 pub mod core;
 pub mod handle;
 pub mod shaper;
+pub mod speaker;
 pub mod trust;
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use super::answer::Answer;
 use super::http::Signaling;
 use super::ice::{IceState, IceStats};
 use super::offer::{
-    EXT_MID, EXT_RID, EXT_TRANSPORT_CC, MID_AUDIO, MID_VIDEO, OfferDirection, OfferSpec, PT_OPUS,
-    PT_VP8, SIMULCAST_RIDS, URI_MID, URI_RID, URI_TRANSPORT_CC,
+    EXT_AUDIO_LEVEL, EXT_MID, EXT_RID, EXT_TRANSPORT_CC, MID_AUDIO, MID_VIDEO, OfferDirection,
+    OfferSpec, PT_OPUS, PT_VP8, SIMULCAST_RIDS, URI_AUDIO_LEVEL, URI_MID, URI_RID,
+    URI_TRANSPORT_CC,
 };
 use super::rtp::{RtpStream, StreamExtensions, vp8_payload};
 use super::stats::RtcpCounts;
@@ -174,6 +175,9 @@ impl Publisher {
                 mid: id(URI_MID, EXT_MID).map(|i| (i, mid.as_bytes().to_vec())),
                 rid: rid.and_then(|r| id(URI_RID, EXT_RID).map(|i| (i, r.as_bytes().to_vec()))),
                 transport_cc: id(URI_TRANSPORT_CC, EXT_TRANSPORT_CC),
+                audio_level: (mid == MID_AUDIO)
+                    .then(|| id(URI_AUDIO_LEVEL, EXT_AUDIO_LEVEL))
+                    .flatten(),
             }
         };
         let accepted = |mid: &str| answer.section(mid).is_some_and(|s| !s.is_rejected());
@@ -277,6 +281,14 @@ impl Publisher {
 
     pub fn video_ssrcs(&self) -> Vec<u32> {
         lock(&self.state).video.iter().map(|s| s.ssrc).collect()
+    }
+
+    /// The level the following audio packets carry in the RFC 6464 extension, in -dBov
+    /// (0 loudest, 127 silence, the default): what a microphone would measure.
+    pub fn set_audio_level(&self, dbov: u8) {
+        if let Some(a) = lock(&self.state).audio.as_mut() {
+            a.audio_level = dbov.min(127);
+        }
     }
 
     /// Sends one audio packet (20 ms of "Opus": the bytes are sent as given).

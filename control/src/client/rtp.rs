@@ -13,6 +13,8 @@ pub struct StreamExtensions {
     pub mid: Option<(u8, Vec<u8>)>,
     pub rid: Option<(u8, Vec<u8>)>,
     pub transport_cc: Option<u8>,
+    /// RFC 6464 audio level id, written with [`RtpStream::audio_level`].
+    pub audio_level: Option<u8>,
 }
 
 /// One outgoing RTP stream: its SSRC, numbering and extensions.
@@ -23,6 +25,9 @@ pub struct RtpStream {
     pub seq: u16,
     pub timestamp: u32,
     pub ext: StreamExtensions,
+    /// Level in -dBov (0 loudest, 127 silence) that audio packets carry, when the audio
+    /// level extension was negotiated.
+    pub audio_level: u8,
 }
 
 impl RtpStream {
@@ -35,6 +40,7 @@ impl RtpStream {
             seq: rng.random(),
             timestamp: rng.random(),
             ext,
+            audio_level: 127,
         }
     }
 
@@ -49,8 +55,13 @@ impl RtpStream {
         transport_seq: u16,
         tail: usize,
     ) -> Vec<u8> {
-        let mut elements: Vec<(u8, &[u8])> = Vec::with_capacity(3);
+        let mut elements: Vec<(u8, &[u8])> = Vec::with_capacity(4);
         let twcc = transport_seq.to_be_bytes();
+        // The voice-activity bit: set above the -60 dBov a speaker detector calls silence.
+        let level = [self.audio_level.min(127) | if self.audio_level < 60 { 0x80 } else { 0 }];
+        if let Some(id) = self.ext.audio_level {
+            elements.push((id, &level));
+        }
         if let Some((id, v)) = &self.ext.mid {
             elements.push((*id, v));
         }
@@ -167,6 +178,7 @@ mod tests {
                 mid: Some((4, b"1".to_vec())),
                 rid: Some((10, b"h".to_vec())),
                 transport_cc: Some(3),
+                audio_level: None,
             },
         );
         let seq0 = s.seq;

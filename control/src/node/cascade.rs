@@ -13,13 +13,14 @@ use crate::cascade::catalog::track_home;
 use crate::cascade::core::{Action, Cascade};
 use crate::cascade::handle::{CascadeHandle, Command, node_number};
 use crate::cascade::shaper::{ShaperCommand, ShaperConfig, ShaperStats, TrackKind};
+use crate::cascade::speaker::{SpeakerChange, SpeakerConfig, SpeakerDetector};
 use crate::cascade::trust::LinkTrust;
 use crate::cluster::{Congestion, LinkEndpoint, LinkEvent, LinkHandle, LinkTls, NodeCert};
 use crate::config::{LinkCongestion, NodeConfig};
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use sluice_dataplane::link;
-use sluice_dataplane::router::UpstreamEvent;
+use sluice_dataplane::router::{TrackId, UpstreamEvent};
 use sluice_state::membership::MemberState;
 use sluice_state::{Delivery, NodeId, NodeIdentity, Transmit, Transport};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -49,6 +50,8 @@ pub struct CascadeCounters {
     pub malformed_in: AtomicU64,
     pub upstream_out: AtomicU64,
     pub upstream_in: AtomicU64,
+    /// Times a room's active speaker changed (as this node judges its publishers).
+    pub speaker_changes: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -59,6 +62,7 @@ pub struct CascadeCountersSnapshot {
     pub malformed_in: u64,
     pub upstream_out: u64,
     pub upstream_in: u64,
+    pub speaker_changes: u64,
 }
 
 impl CascadeCounters {
@@ -71,6 +75,7 @@ impl CascadeCounters {
             malformed_in: g(&self.malformed_in),
             upstream_out: g(&self.upstream_out),
             upstream_in: g(&self.upstream_in),
+            speaker_changes: g(&self.speaker_changes),
         }
     }
 }
@@ -90,6 +95,9 @@ pub struct MemberSnapshot {
 /// The snapshot the driver publishes and the HTTP handlers read.
 pub type SharedMembers = Arc<RwLock<MemberSnapshot>>;
 
+/// Each room's active speaker among this node's publishers: room to publisher id.
+pub type SharedSpeakers = Arc<RwLock<HashMap<String, String>>>;
+
 /// Links by node number, shared with the media thread.
 pub(super) type LinkTable = Arc<RwLock<HashMap<u32, LinkHandle>>>;
 
@@ -104,6 +112,7 @@ pub struct CascadeStarted {
     pub view: SharedMembers,
     /// The link shaper's counters, published by the media thread.
     pub shaper_stats: Arc<Mutex<ShaperStats>>,
+    pub speakers: SharedSpeakers,
     run: Option<RunParts>,
 }
 
@@ -189,6 +198,7 @@ pub fn prepare(
         members: Arc::default(),
         view,
         shaper_stats: Arc::default(),
+        speakers: SharedSpeakers::default(),
         run: Some(RunParts {
             cascade,
             events,
@@ -225,6 +235,9 @@ pub fn spawn(
         view: started.view.clone(),
         view_at: None,
         shaper: shaper_tx,
+        speakers: SpeakerDetector::new(SpeakerConfig::default()),
+        speaker_video: HashMap::new(),
+        speakers_view: started.speakers.clone(),
         cascade: parts.cascade,
         links: parts.links,
         by_addr: HashMap::new(),
@@ -259,8 +272,13 @@ struct Driver {
     view: SharedMembers,
     /// When `view` was last rebuilt; `None` forces a rebuild at the next flush.
     view_at: Option<Instant>,
-    /// Track kinds for the media thread's link shaper (audio is never shed).
+    /// Track kinds and the active speakers' video for the media thread's link shaper.
     shaper: crossbeam_channel::Sender<ShaperCommand>,
+    speakers: SpeakerDetector,
+    /// Local publishers' video tracks by (room, publisher): what a speaker change
+    /// tells the shaper about.
+    speaker_video: HashMap<(String, String), Vec<TrackId>>,
+    speakers_view: SharedSpeakers,
     cascade: Cascade,
     links: LinkTable,
     /// Link address (a member's identity) to its peer name.
@@ -284,10 +302,15 @@ impl Driver {
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
-            let deadline = self.cascade.poll_timeout().map(|t| {
-                let wait = t.saturating_sub(unix_now());
-                tokio::time::Instant::now() + wait
-            });
+            let speakers_at = self.speakers.poll_timeout().map(Duration::from_micros);
+            let deadline = [self.cascade.poll_timeout(), speakers_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| {
+                    let wait = t.saturating_sub(unix_now());
+                    tokio::time::Instant::now() + wait
+                });
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(ev) => self.on_link_event(ev),
@@ -298,7 +321,7 @@ impl Driver {
                     None => break,
                 },
                 Some((addr, peer)) = self.dialed.1.recv() => self.on_dialed(addr, peer),
-                () = sleep_until(deadline) => self.cascade.handle_timeout(unix_now()),
+                () = sleep_until(deadline) => self.on_timeout(),
                 _ = stop.changed() => break,
             }
             self.flush();
@@ -307,6 +330,15 @@ impl Driver {
         self.cascade.state_mut().leave(now);
         self.flush();
         self.endpoint.shutdown().await;
+    }
+
+    fn on_timeout(&mut self) {
+        let now = unix_now();
+        self.cascade.handle_timeout(now);
+        self.speakers.handle_timeout(now.as_micros() as u64);
+        while let Some(change) = self.speakers.poll_change() {
+            self.on_speaker_change(change);
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -323,6 +355,14 @@ impl Driver {
                         _ => TrackKind::Video,
                     };
                     let _ = self.shaper.send(ShaperCommand::Kind { track: d.id, kind });
+                    match kind {
+                        TrackKind::Audio => self.speakers.add_track(d.id, &room, &publisher),
+                        TrackKind::Video => self
+                            .speaker_video
+                            .entry((room.clone(), publisher.clone()))
+                            .or_default()
+                            .push(d.id),
+                    }
                 }
                 self.cascade.publish(now, &room, &publisher, &tracks);
             }
@@ -333,13 +373,56 @@ impl Driver {
             } => {
                 for &track in &tracks {
                     let _ = self.shaper.send(ShaperCommand::Forget { track });
+                    self.speakers.remove_track(track);
+                }
+                let key = (room.clone(), publisher.clone());
+                if let Some(video) = self.speaker_video.get_mut(&key) {
+                    video.retain(|t| !tracks.contains(t));
+                    if video.is_empty() {
+                        self.speaker_video.remove(&key);
+                    }
+                }
+                while let Some(change) = self.speakers.poll_change() {
+                    self.on_speaker_change(change);
                 }
                 self.cascade.unpublish(now, &room, &publisher, &tracks);
             }
             Command::Want { room, track, more } => self.cascade.want(now, &room, track, more),
             Command::Watch { room } => self.cascade.watch(now, &room),
+            Command::Upstream(UpstreamEvent::AudioLevel { track, loudness }) => {
+                self.speakers
+                    .on_level(now.as_micros() as u64, track, loudness);
+            }
             Command::Upstream(ev) => self.send_upstream(ev),
         }
+    }
+
+    /// Moves the shaper's preference to the new speaker's video and publishes who
+    /// speaks.
+    fn on_speaker_change(&mut self, change: SpeakerChange) {
+        self.counters
+            .speaker_changes
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(room = %change.room, previous = ?change.previous, current = ?change.current, "active speaker");
+        let hint = |publisher: &Option<String>, speaker: bool| {
+            let Some(p) = publisher else {
+                return;
+            };
+            let key = (change.room.clone(), p.clone());
+            for &track in self.speaker_video.get(&key).into_iter().flatten() {
+                let _ = self.shaper.send(ShaperCommand::Speaker { track, speaker });
+            }
+        };
+        hint(&change.previous, false);
+        hint(&change.current, true);
+        let mut view = self
+            .speakers_view
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match change.current {
+            Some(p) => view.insert(change.room, p),
+            None => view.remove(&change.room),
+        };
     }
 
     fn send_upstream(&mut self, ev: UpstreamEvent) {
@@ -361,6 +444,8 @@ impl Driver {
                 }
                 (track, m)
             }
+            // Local loudness: `on_command` hands it to the speaker detector.
+            UpstreamEvent::AudioLevel { .. } => return,
         };
         let Some(name) = self.names.get(&track_home(track)) else {
             return;

@@ -268,6 +268,14 @@ impl Node {
             .map(|c| *c.shaper_stats.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// The active speaker of `room` among this node's publishers (a publisher id), when
+    /// this node is in a cluster and someone here has spoken.
+    pub fn active_speaker(&self, room: &str) -> Option<String> {
+        let c = self.cascade.as_ref()?;
+        let view = c.speakers.read().unwrap_or_else(|p| p.into_inner());
+        view.get(room).cloned()
+    }
+
     /// This node's link endpoint address, when it is in a cluster.
     pub fn link_addr(&self) -> Option<SocketAddr> {
         self.cascade

@@ -24,7 +24,8 @@ use crossbeam_channel::Sender;
 /// lost a burst that retransmission would only make worse.
 pub const MAX_NACK_UPSTREAM: usize = 64;
 
-/// Requests for the publisher of a remote track, for the control plane to send upstream.
+/// What the router hands the cascade's control plane: requests for the publisher of a
+/// remote track, to send upstream, and local publishers' audio loudness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamEvent {
     /// A subscriber here needs a keyframe of this layer.
@@ -36,6 +37,10 @@ pub enum UpstreamEvent {
         layer: u8,
         seqs: Vec<u16>,
     },
+    /// A local publisher's audio over the last [`super::speech::SPEECH_INTERVAL`]:
+    /// 127 minus its mean RFC 6464 level, so 0 is silence. What the control plane picks
+    /// the room's active speaker from.
+    AudioLevel { track: TrackId, loudness: u8 },
 }
 
 /// Slots in a layer's memory of recent upstream NACKs.

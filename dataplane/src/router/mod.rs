@@ -18,6 +18,7 @@ mod ice;
 mod keyframe;
 mod rtx;
 mod session;
+mod speech;
 mod stats;
 mod track;
 
@@ -27,6 +28,7 @@ pub use feedback::{FeedbackConfig, RateMeter};
 pub use ice::{IceCredentials, MAX_REMOTES_PER_SESSION, RouterEvent};
 pub use keyframe::is_keyframe;
 pub use session::NO_LAYER;
+pub use speech::SPEECH_INTERVAL;
 pub use stats::RouterStats;
 
 use crate::demux::{PacketKind, classify};
@@ -262,7 +264,8 @@ pub struct RouterConfig {
     /// STUN checks and DTLS records per second (and burst) from each validated remote.
     pub remote_handshake_rate: u32,
     /// Where requests for remote tracks' publishers go (keyframes, NACKs the cache
-    /// cannot answer). Sent without waiting: a full channel drops and counts
+    /// cannot answer), and local publishers' audio loudness; with `None` nobody asks
+    /// for loudness and none is measured. Sent without waiting: a full channel drops and counts
     /// (`events_dropped`), as does `None`.
     pub upstream: Option<crossbeam_channel::Sender<UpstreamEvent>>,
     /// A sequence number of a remote track is asked upstream at most once per interval
@@ -388,6 +391,7 @@ impl Router {
             true => hdr.known_extensions(&sess.extensions).ok(),
             false => None,
         };
+        let audio_level = known.and_then(|k| k.audio_level).map(|a| a.level);
         if let (Some(twcc), Some(tseq)) = (
             sess.feedback.twcc_in.as_mut(),
             known.and_then(|k| k.transport_cc),
@@ -461,6 +465,17 @@ impl Router {
                     return;
                 }
             }
+        }
+        if !is_rtx
+            && self.config.upstream.is_some()
+            && let Some(level) = audio_level
+            && let Some(loudness) = track.speech.on_packet(now, level)
+        {
+            let ev = UpstreamEvent::AudioLevel {
+                track: track.id,
+                loudness,
+            };
+            cascade::emit(self.config.upstream.as_ref(), ev, &mut self.stats);
         }
         let pkt = &buf[..len];
         let seq = u16::from_be_bytes([pkt[2], pkt[3]]);

@@ -1,6 +1,7 @@
 use super::cache::PacketCache;
 use super::cascade::NackThrottle;
 use super::feedback::{RateMeter, ReceiveStats};
+use super::speech::SpeechMeter;
 use super::{Codec, LayerConfig, Micros, SessionIdx, TrackConfig, TrackId};
 use crate::engine::WorkerId;
 
@@ -42,6 +43,8 @@ pub struct Track {
     pub workers: Vec<(WorkerId, u32)>,
     /// Other nodes subscribed to a layer.
     pub links: Vec<(u32, u8)>,
+    /// Loudness of a local publisher's audio, for active-speaker detection.
+    pub speech: SpeechMeter,
 }
 
 impl Track {
@@ -72,6 +75,7 @@ impl Track {
             subscribers: Vec::new(),
             workers: Vec::new(),
             links: Vec::new(),
+            speech: SpeechMeter::default(),
         }
     }
 

@@ -130,6 +130,8 @@ pub struct ShaperStats {
     /// Trials of a layer above the estimate, and those that held.
     pub probes: u64,
     pub probes_held: u64,
+    /// Video tracks marked as an active speaker's now.
+    pub speaker_tracks: u64,
 }
 
 /// One (track, layer) toward one node, as the shaper sees it now.
@@ -218,7 +220,10 @@ impl Shaper {
     }
 
     pub fn stats(&self) -> ShaperStats {
-        self.stats
+        ShaperStats {
+            speaker_tracks: self.hints.values().filter(|h| h.speaker).count() as u64,
+            ..self.stats
+        }
     }
 
     pub fn apply(&mut self, cmd: ShaperCommand) {

@@ -408,3 +408,40 @@ fn a_remote_track_relays_to_further_nodes() {
     assert_eq!((out[0].node, out[0].keyframe), (3, true));
     assert_eq!(out[0].packet.as_ptr(), packet.as_ptr());
 }
+
+/// A local publisher's audio level condenses into one loudness report per interval
+/// for the control plane; a node with no control plane listening measures nothing.
+#[test]
+fn local_audio_levels_become_one_loudness_report_per_interval() {
+    // One second of 20 ms packets from a publisher whose audio level id is 3.
+    let talk = |h: &mut Harness, dbov: fn(u16) -> u8| {
+        let mut publisher = Peer::new(1, 5001);
+        publisher.config.extensions.audio_level = 3;
+        h.add(&publisher);
+        h.command(RouterCommand::AddTrack(Box::new(video_track(
+            9,
+            1,
+            &[1000],
+        ))));
+        for seq in 0..50u16 {
+            let ext = [0x30, 0x80 | dbov(seq), 0, 0];
+            let p = with_extensions(&mut publisher, seq, 0xbede, &ext);
+            h.send(&publisher, p);
+            h.advance(20_000);
+        }
+    };
+    // -20 dBov for 400 ms, then -60.
+    let (mut h, up) = worker(0);
+    talk(&mut h, |seq| if seq < 20 { 20 } else { 60 });
+    assert_eq!(
+        events(&up),
+        [107, 107, 67, 67].map(|loudness| UpstreamEvent::AudioLevel { track: 9, loudness })
+    );
+    assert_eq!(h.router.stats().events_dropped, 0);
+
+    // Without a control plane there is nobody to tell, and nothing is counted dropped.
+    let mut alone = Harness::new();
+    talk(&mut alone, |_| 20);
+    let s = alone.router.stats();
+    assert_eq!((s.rtp_in, s.events_dropped), (50, 0));
+}
