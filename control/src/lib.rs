@@ -11,5 +11,6 @@ pub mod demo;
 pub mod dtls;
 pub mod http;
 pub mod node;
+pub mod placement;
 pub mod rooms;
 pub mod sdp;

@@ -17,6 +17,7 @@ pub struct Posted {
 pub struct Signaling {
     http: reqwest::Client,
     token: Option<String>,
+    region: Option<String>,
 }
 
 impl Signaling {
@@ -24,7 +25,14 @@ impl Signaling {
         Self {
             http: reqwest::Client::new(),
             token,
+            region: None,
         }
+    }
+
+    /// POSTs carry `region=<region>`, the placement hint.
+    pub fn with_region(mut self, region: Option<String>) -> Self {
+        self.region = region;
+        self
     }
 
     /// `base` + path segments, each percent-encoded.
@@ -41,13 +49,17 @@ impl Signaling {
         Ok(url)
     }
 
-    /// POSTs an SDP offer. Anything but 201 Created is [`ClientError::Http`] with the
-    /// status and the body (the node's reason).
+    /// POSTs an SDP offer, following redirects to the node placement chose. Anything
+    /// but 201 Created is [`ClientError::Http`] with the status and the body (the
+    /// node's reason).
     pub async fn post_offer(
         &self,
-        url: reqwest::Url,
+        mut url: reqwest::Url,
         offer: String,
     ) -> Result<Posted, ClientError> {
+        if let Some(r) = &self.region {
+            url.query_pairs_mut().append_pair("region", r);
+        }
         let mut req = self
             .http
             .post(url.clone())
@@ -59,6 +71,8 @@ impl Signaling {
         let resp = req.send().await.map_err(request_error)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        // After a redirect, a relative Location is relative to where it ended.
+        let url = resp.url().clone();
         let body = resp.text().await.map_err(request_error)?;
         if status != 201 {
             return Err(ClientError::Http { status, body });

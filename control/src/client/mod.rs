@@ -86,6 +86,9 @@ pub struct ClientOptions {
     /// report, as a browser's delay-based estimator would: the node's layer choice then
     /// follows it.
     pub remb: Option<u64>,
+    /// The client's region, sent as the `region` query parameter of the POST so the
+    /// cluster can place it (a redirect to a better node is followed).
+    pub region: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -102,6 +105,7 @@ impl Default for ClientOptions {
             rtcp_interval: Duration::from_millis(500),
             nack: true,
             announced_fingerprint: None,
+            region: None,
             remb: None,
         }
     }

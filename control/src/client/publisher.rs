@@ -155,7 +155,7 @@ impl Publisher {
             video: video_ssrcs.first().copied(),
             simulcast: opts.simulcast,
         };
-        let signaling = Signaling::new(opts.token.clone());
+        let signaling = Signaling::new(opts.token.clone()).with_region(opts.region.clone());
         let url = Signaling::url(base_url, &["whip", room])?;
         let posted = signaling.post_offer(url, offer.to_sdp()).await?;
         let answer = Answer::parse(&posted.answer)?;

@@ -263,7 +263,7 @@ impl Subscriber {
             video: opts.video.then_some(0),
             simulcast: false,
         };
-        let signaling = Signaling::new(opts.token.clone());
+        let signaling = Signaling::new(opts.token.clone()).with_region(opts.region.clone());
         let url = match publisher_id {
             Some(p) => Signaling::url(base_url, &["whep", room, p])?,
             None => Signaling::url(base_url, &["whep", room])?,

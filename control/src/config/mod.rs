@@ -31,6 +31,7 @@ pub struct NodeConfig {
     pub limits: LimitsSection,
     pub log: LogSection,
     pub cluster: ClusterSection,
+    pub placement: crate::placement::PlacementSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

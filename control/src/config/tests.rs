@@ -1,4 +1,5 @@
 use super::*;
+use crate::placement::{PlacementSection, Weights};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -81,6 +82,13 @@ ca_cert = "/etc/sluice/ca.pem"
 cert = "/etc/sluice/edge-fra-1.pem"
 key = "/etc/sluice/edge-fra-1.key"
 congestion = "cubic"
+
+[placement]
+redirect = false
+weights = { proximity = 60, load = 20, reliability = 10, cost = 10 }
+margin = 100
+region_cost = { ap = 300 }
+rtt_ms = { eu = { us = 80 } }
 "#;
 
 fn full_expected() -> NodeConfig {
@@ -129,6 +137,18 @@ fn full_expected() -> NodeConfig {
             cert: Some("/etc/sluice/edge-fra-1.pem".into()),
             key: Some("/etc/sluice/edge-fra-1.key".into()),
             congestion: LinkCongestion::Cubic,
+        },
+        placement: PlacementSection {
+            redirect: false,
+            weights: Weights {
+                proximity: 60,
+                load: 20,
+                reliability: 10,
+                cost: 10,
+            },
+            margin: 100,
+            region_cost: [("ap".to_owned(), 300)].into(),
+            rtt_ms: [("eu".to_owned(), [("us".to_owned(), 80)].into())].into(),
         },
     }
 }
@@ -424,6 +444,8 @@ fn secrets_stay_out_of_debug_output() {
 /// Dotted paths of every leaf key (`media.bind`), from the serialized config.
 fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
     match value.as_object() {
+        // A table of user-named keys (`placement.region_cost`) is one documented key.
+        Some(map) if map.is_empty() && !prefix.is_empty() => out.push(prefix.to_owned()),
         Some(map) => {
             for (k, v) in map {
                 let path = if prefix.is_empty() {

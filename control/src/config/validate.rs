@@ -22,6 +22,7 @@ impl NodeConfig {
         self.validate_auth()?;
         self.validate_limits()?;
         self.validate_cluster()?;
+        self.validate_placement()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", format!("not a tracing filter: {e}")))?;
         Ok(())
@@ -206,6 +207,42 @@ fn check_origin(origin: &str) -> Result<(), String> {
 }
 
 impl NodeConfig {
+    fn validate_placement(&self) -> Result<(), ConfigError> {
+        let p = &self.placement;
+        let w = p.weights;
+        let sum = [w.proximity, w.load, w.reliability, w.cost]
+            .iter()
+            .try_fold(0u32, |a, &b| a.checked_add(b));
+        if !sum.is_some_and(|s| s > 0 && s <= 1_000_000) {
+            return Err(ConfigError::invalid(
+                "placement.weights",
+                "weights must add up to between 1 and 1000000",
+            ));
+        }
+        if p.margin > 1000 {
+            return Err(ConfigError::invalid(
+                "placement.margin",
+                "scores run from 0 to 1000",
+            ));
+        }
+        for (region, cost) in &p.region_cost {
+            check_name("placement.region_cost", region)?;
+            if *cost > 1000 {
+                return Err(ConfigError::invalid(
+                    format!("placement.region_cost.{region}"),
+                    "costs run from 0 to 1000",
+                ));
+            }
+        }
+        for (a, row) in &p.rtt_ms {
+            check_name("placement.rtt_ms", a)?;
+            for b in row.keys() {
+                check_name(&format!("placement.rtt_ms.{a}"), b)?;
+            }
+        }
+        Ok(())
+    }
+
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let c = &self.cluster;
         let Some(listen) = c.listen else {

@@ -31,6 +31,30 @@ pub async fn view(State(shared): State<Arc<Shared>>) -> Json<ClusterView> {
     Json(cluster_view(&shared))
 }
 
+/// `GET /placement[?region=R]`: the nodes that could take a session for a client in
+/// region `R`, best first, with each score's components (0 best, 1000 worst), so an
+/// operator can see why a client lands where it does.
+#[derive(Debug, Serialize)]
+pub struct PlacementView {
+    #[serde(rename = "self")]
+    pub this: String,
+    pub region: Option<String>,
+    pub ranking: Vec<crate::placement::Score>,
+}
+
+pub async fn placement(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: axum::http::HeaderMap,
+) -> Json<PlacementView> {
+    let region = super::whip::client_region(&uri, &headers);
+    Json(PlacementView {
+        this: shared.config.node.id.clone().unwrap_or_default(),
+        ranking: shared.placement_ranking(region.as_deref()),
+        region,
+    })
+}
+
 fn cluster_view(shared: &Shared) -> ClusterView {
     let Some(snapshot) = shared.member_snapshot() else {
         let id = shared.config.node.id.clone().unwrap_or_default();

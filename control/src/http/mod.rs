@@ -41,6 +41,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/rooms/{room}", get(rooms::list))
         .route("/rooms/{room}/events", get(rooms::events))
         .route("/cluster", get(cluster::view))
+        .route("/placement", get(cluster::placement))
         .merge(crate::demo::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors)

@@ -4,8 +4,9 @@
 use super::ApiError;
 use crate::auth::Action;
 use crate::node::{Posted, Shared};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use crate::placement::Decision;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
@@ -44,6 +45,61 @@ fn admit(
     Ok(())
 }
 
+/// The client's region: the `region` query parameter, else the `Sluice-Region` header.
+pub fn client_region(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    query_param(uri, "region")
+        .or_else(|| {
+            headers
+                .get("sluice-region")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_owned())
+        })
+        .filter(|r| !r.is_empty())
+}
+
+/// The request's path and query as a URL (the host is a placeholder), for its query.
+fn as_url(uri: &Uri) -> Option<reqwest::Url> {
+    let path = uri.path_and_query()?.as_str();
+    reqwest::Url::parse(&format!("http://placeholder{path}")).ok()
+}
+
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    as_url(uri)?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Placement: `None` to serve the POST here, or the answer that sends it elsewhere
+/// (307 to the best node, which keeps it: the redirect adds `placed=1`).
+fn placement(shared: &Shared, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
+    let region = client_region(uri, headers);
+    let placed = query_param(uri, "placed").is_some_and(|v| v == "1");
+    let Decision::Redirect(best) = shared.place(region.as_deref(), placed) else {
+        return None;
+    };
+    let mut url = as_url(uri)?;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != "placed")
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("placed", "1");
+    let location = format!("{}{}?{}", best.http, url.path(), url.query().unwrap_or(""));
+    let mut resp = (
+        StatusCode::TEMPORARY_REDIRECT,
+        format!("placed on node {}\n", best.node),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Some(resp)
+}
+
 fn created(shared: &Shared, posted: Posted) -> Response {
     let location = format!("{}/resources/{}", shared.public_url, posted.resource);
     let mut resp = (StatusCode::CREATED, posted.answer).into_response();
@@ -64,10 +120,14 @@ fn created(shared: &Shared, posted: Posted) -> Response {
 pub async fn publish(
     State(shared): State<Arc<Shared>>,
     Path(room): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
     admit(&shared, &headers, &room, Action::Publish, &body)?;
+    if let Some(redirect) = placement(&shared, &uri, &headers) {
+        return Ok(redirect);
+    }
     let posted = shared.post_publish(&room, &body)?;
     Ok(created(&shared, posted))
 }
@@ -75,10 +135,14 @@ pub async fn publish(
 pub async fn subscribe(
     State(shared): State<Arc<Shared>>,
     Path((room, publisher)): Path<(String, String)>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
     admit(&shared, &headers, &room, Action::Subscribe, &body)?;
+    if let Some(redirect) = placement(&shared, &uri, &headers) {
+        return Ok(redirect);
+    }
     shared
         .await_remote(&room, |r| r.publisher(&room, &publisher).is_some())
         .await;
@@ -89,10 +153,14 @@ pub async fn subscribe(
 pub async fn subscribe_latest(
     State(shared): State<Arc<Shared>>,
     Path(room): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
     admit(&shared, &headers, &room, Action::Subscribe, &body)?;
+    if let Some(redirect) = placement(&shared, &uri, &headers) {
+        return Ok(redirect);
+    }
     shared
         .await_remote(&room, |r| r.latest_publisher(&room).is_some())
         .await;

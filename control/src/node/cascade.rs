@@ -8,6 +8,7 @@
 //! - messages: [`MSG_STATE`] a state stream message, [`MSG_KEYFRAME`] a keyframe request
 //!   for a track homed at the receiver, [`MSG_NACK`] lost packets of such a track.
 
+use super::load::{LOAD_INTERVAL, LoadMeter};
 use super::{Shared, link_media};
 use crate::cascade::catalog::track_home;
 use crate::cascade::core::{Action, Cascade};
@@ -22,7 +23,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use sluice_dataplane::link;
 use sluice_dataplane::router::{TrackId, UpstreamEvent};
 use sluice_state::membership::MemberState;
-use sluice_state::{Delivery, NodeId, NodeIdentity, Transmit, Transport};
+use sluice_state::{Delivery, LoadSample, NodeId, NodeIdentity, Transmit, Transport};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -90,7 +91,15 @@ pub struct MemberSnapshot {
     pub this: NodeIdentity,
     /// One entry per other node, with its SWIM state (down ones until SWIM forgets them).
     pub members: Vec<(NodeIdentity, MemberState)>,
+    /// The latest load report of each node (this one's own last sample included), by
+    /// node number.
+    pub loads: HashMap<u64, LoadSample>,
+    /// Times each node was declared down within [`FAILURE_MEMORY`], by node number.
+    pub failures: HashMap<u64, u32>,
 }
+
+/// How long a node's going down counts against it in placement.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(600);
 
 /// The snapshot the driver publishes and the HTTP handlers read.
 pub type SharedMembers = Arc<RwLock<MemberSnapshot>>;
@@ -185,6 +194,8 @@ pub fn prepare(
     let view = Arc::new(RwLock::new(MemberSnapshot {
         this: identity.clone(),
         members: Vec::new(),
+        loads: HashMap::new(),
+        failures: HashMap::new(),
     }));
     let mut state_cfg = sluice_state::NodeConfig::new(identity, Box::new(LinkTrust));
     state_cfg.seeds = c.seeds.clone();
@@ -234,6 +245,9 @@ pub fn spawn(
         members: started.members.clone(),
         view: started.view.clone(),
         view_at: None,
+        load: LoadMeter::default(),
+        load_at: None,
+        failures: HashMap::new(),
         shaper: shaper_tx,
         speakers: SpeakerDetector::new(SpeakerConfig::default()),
         speaker_video: HashMap::new(),
@@ -272,6 +286,11 @@ struct Driver {
     view: SharedMembers,
     /// When `view` was last rebuilt; `None` forces a rebuild at the next flush.
     view_at: Option<Instant>,
+    load: LoadMeter,
+    /// When this node's load was last published.
+    load_at: Option<Instant>,
+    /// When each node was declared down, within [`FAILURE_MEMORY`].
+    failures: HashMap<u64, VecDeque<Instant>>,
     /// Track kinds and the active speakers' video for the media thread's link shaper.
     shaper: crossbeam_channel::Sender<ShaperCommand>,
     speakers: SpeakerDetector,
@@ -554,15 +573,53 @@ impl Driver {
         }
         self.members
             .store(self.cascade.state().members().len(), Ordering::Relaxed);
+        if self.load_at.is_none_or(|t| t.elapsed() >= LOAD_INTERVAL) {
+            self.publish_load();
+        }
         if self.view_at.is_none_or(|t| t.elapsed() >= VIEW_REFRESH) {
+            let now = unix_now();
             let state = self.cascade.state();
+            let this = state.identity().clone();
+            let members = state.member_view();
+            let mut loads: HashMap<u64, LoadSample> = members
+                .iter()
+                .filter_map(|(m, _)| Some((m.id.0, state.load_of(m.id, now)?.report.sample)))
+                .collect();
+            loads.insert(this.id.0, self.load.last.clone());
+            for times in self.failures.values_mut() {
+                while times.front().is_some_and(|t| t.elapsed() > FAILURE_MEMORY) {
+                    times.pop_front();
+                }
+            }
+            self.failures.retain(|_, t| !t.is_empty());
             let snapshot = MemberSnapshot {
-                this: state.identity().clone(),
-                members: state.member_view(),
+                this,
+                members,
+                loads,
+                failures: self
+                    .failures
+                    .iter()
+                    .map(|(n, t)| (*n, t.len() as u32))
+                    .collect(),
             };
             *self.view.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
             self.view_at = Some(Instant::now());
         }
+    }
+
+    /// Measures this node's load and hands it to the load gossip.
+    fn publish_load(&mut self) {
+        self.load_at = Some(Instant::now());
+        let sessions = self.shared.upgrade().map_or(0, |s| s.session_count());
+        let links: Vec<(u32, LinkHandle)> = self
+            .links
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, h)| (*n, h.clone()))
+            .collect();
+        let sample = self.load.sample(sessions, &links);
+        self.cascade.state_mut().set_load(unix_now(), sample);
     }
 
     /// One state message onto the link to `to`; held (bounded) while that node is
@@ -679,6 +736,10 @@ impl Driver {
             }
             Action::MemberDown(id) => {
                 tracing::info!(node = %id, "cluster member down");
+                self.failures
+                    .entry(id.0)
+                    .or_default()
+                    .push_back(Instant::now());
                 self.view_at = None;
             }
         }

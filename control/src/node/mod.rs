@@ -4,8 +4,10 @@
 
 mod cascade;
 mod link_media;
+mod load;
 mod media;
 mod peer;
+mod placement;
 mod sessions;
 
 pub use cascade::{CascadeCountersSnapshot, MemberSnapshot};

@@ -12,13 +12,24 @@ use std::time::{Duration, Instant};
 
 /// A cluster member on loopback with one media worker and its certificate in `dir`.
 pub fn cluster_node_config(dir: &Path, name: &str, seeds: &[SocketAddr]) -> NodeConfig {
+    cluster_node_config_with(dir, name, &format!("r-{name}"), seeds, "")
+}
+
+/// As [`cluster_node_config`], in `region`, with `extra` TOML (whole tables) appended.
+pub fn cluster_node_config_with(
+    dir: &Path,
+    name: &str,
+    region: &str,
+    seeds: &[SocketAddr],
+    extra: &str,
+) -> NodeConfig {
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     let text = format!(
-        "[node]\nid = \"{name}\"\nregion = \"r-{name}\"\n\
+        "[node]\nid = \"{name}\"\nregion = \"{region}\"\n\
          [http]\nlisten = \"127.0.0.1:0\"\n\
          [media]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
          [cluster]\nlisten = \"127.0.0.1:0\"\nseeds = [{}]\n\
-         ca_cert = \"{d}/ca.pem\"\ncert = \"{d}/{name}.pem\"\nkey = \"{d}/{name}.key\"\n",
+         ca_cert = \"{d}/ca.pem\"\ncert = \"{d}/{name}.pem\"\nkey = \"{d}/{name}.key\"\n{extra}",
         seeds.join(", "),
         d = dir.display()
     );
@@ -28,35 +39,51 @@ pub fn cluster_node_config(dir: &Path, name: &str, seeds: &[SocketAddr]) -> Node
 /// Nodes `names` with certificates from one ephemeral CA, all seeded from the first;
 /// returns once every node sees every other.
 pub async fn start_cluster(dir: &Path, names: &[&str]) -> Vec<Node> {
+    let nodes: Vec<(&str, String, String)> = names
+        .iter()
+        .map(|n| (*n, format!("r-{n}"), String::new()))
+        .collect();
+    start_cluster_with(dir, &nodes).await
+}
+
+/// As [`start_cluster`], each node given as (name, region, extra TOML).
+pub async fn start_cluster_with(dir: &Path, nodes: &[(&str, String, String)]) -> Vec<Node> {
     let ca = ClusterCa::ephemeral().unwrap();
     ca.save(dir).unwrap();
-    for n in names {
+    for (n, ..) in nodes {
         ca.issue(n).unwrap().save(dir).unwrap();
     }
-    let first = Node::start(cluster_node_config(dir, names[0], &[]))
+    let (name, region, extra) = &nodes[0];
+    let first = Node::start(cluster_node_config_with(dir, name, region, &[], extra))
         .await
         .expect("the first node starts");
     let seed = first
         .link_addr()
         .expect("a cluster node has a link address");
-    let mut nodes = vec![first];
-    for n in &names[1..] {
-        nodes.push(
-            Node::start(cluster_node_config(dir, n, &[seed]))
+    let mut started = vec![first];
+    for (name, region, extra) in &nodes[1..] {
+        started.push(
+            Node::start(cluster_node_config_with(dir, name, region, &[seed], extra))
                 .await
                 .expect("node starts"),
         );
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while nodes.iter().any(|n| n.cluster_members() < names.len() - 1) {
+    while started
+        .iter()
+        .any(|n| n.cluster_members() < nodes.len() - 1)
+    {
         assert!(
             Instant::now() < deadline,
             "membership did not form: {:?}",
-            nodes.iter().map(Node::cluster_members).collect::<Vec<_>>()
+            started
+                .iter()
+                .map(Node::cluster_members)
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    nodes
+    started
 }
 
 /// Subscribes to `publisher`, retrying the 404 a node answers until it lists the
