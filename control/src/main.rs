@@ -25,9 +25,26 @@ enum Cmd {
     /// The cluster CA: make one, issue node certificates for inter-node links.
     #[command(subcommand)]
     Ca(sluice_control::cluster::CaCommand),
+    /// Drain a running node: it takes no new sessions, tells its clients to move to
+    /// other nodes, and exits when empty or at the deadline. Run on the node's host.
+    Drain(DrainArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(Bench),
+}
+
+#[derive(Debug, clap::Args)]
+struct DrainArgs {
+    /// The node's HTTP base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Seconds until the node stops even with clients left (default: its
+    /// `drain.deadline_secs`).
+    #[arg(long, value_name = "SECS")]
+    deadline: Option<u64>,
+    /// Call a drain off: the node takes sessions again.
+    #[arg(long, conflicts_with = "deadline")]
+    cancel: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +146,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Cluster(args) => sluice_control::cluster::local::run(&args),
+        Cmd::Drain(args) => run_drain(&args),
         Cmd::Ca(cmd) => match sluice_control::cluster::run_ca_command(&cmd) {
             Ok(done) => {
                 println!("{done}");
@@ -186,25 +204,68 @@ fn run_node(args: &sluice_control::config::NodeArgs) -> ExitCode {
             }
         };
         println!("sluice node listening on {}/", node.base_url());
-        wait_for_signal().await;
+        run_until_stopped(&node).await;
         tracing::info!("stopping");
         node.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-/// Ctrl-C or SIGTERM (what systemd sends).
-async fn wait_for_signal() {
+/// Ctrl-C stops at once; SIGTERM (what systemd sends) starts a graceful drain; a drain
+/// (from SIGTERM or `sluice drain`) that completes stops the node.
+async fn run_until_stopped(node: &sluice_control::node::Node) {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let mut term = signal(SignalKind::terminate()).ok();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {
+                tracing::info!("SIGTERM: draining");
+                node.drain(None);
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            () = node.drained() => return,
         }
     }
+}
+
+fn run_drain(args: &DrainArgs) -> ExitCode {
+    let url = format!("{}/drain", args.url.trim_end_matches('/'));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice drain: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let req = if args.cancel {
+            http.delete(&url)
+        } else {
+            let body = match args.deadline {
+                Some(s) => format!("{{\"deadline_secs\": {s}}}"),
+                None => String::new(),
+            };
+            http.post(&url).body(body)
+        };
+        match req.send().await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                let text = resp.text().await.unwrap_or_default();
+                println!("{}", text.trim());
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("sluice drain: {url}: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

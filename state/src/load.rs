@@ -36,6 +36,8 @@ pub struct LoadSample {
     /// Truncated to [`MAX_LINKS_IN_REPORT`], keeping the worst (highest loss, then RTT)
     /// since those are the ones placement must avoid.
     pub links: Vec<LinkQuality>,
+    /// The node is draining: it takes no new sessions and is moving its clients away.
+    pub draining: bool,
 }
 
 impl LoadSample {
@@ -55,7 +57,8 @@ impl LoadSample {
             let (a, b) = (self.egress_bps, published.egress_bps);
             a.abs_diff(b) > a.max(b) / 10 && a.abs_diff(b) > 100_000
         };
-        self.cpu_permille.abs_diff(published.cpu_permille) >= 50
+        self.draining != published.draining
+            || self.cpu_permille.abs_diff(published.cpu_permille) >= 50
             || self.sessions != published.sessions
             || egress_moved
             || self.links.len() != published.links.len()

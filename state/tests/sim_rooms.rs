@@ -344,6 +344,7 @@ fn load_reports_reach_every_node_within_a_second() {
                 loss_permille: 0,
             })
             .collect(),
+        draining: true,
     };
     sim.node_mut(7).set_load(now, sample);
     let id = sim.node_id(7);

@@ -32,6 +32,21 @@ pub struct NodeConfig {
     pub log: LogSection,
     pub cluster: ClusterSection,
     pub placement: crate::placement::PlacementSection,
+    pub drain: DrainSection,
+}
+
+/// Graceful drain (`sluice drain`, SIGTERM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainSection {
+    /// A drain ends after this long even if clients are still connected.
+    pub deadline_secs: u64,
+}
+
+impl Default for DrainSection {
+    fn default() -> Self {
+        Self { deadline_secs: 60 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

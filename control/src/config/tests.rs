@@ -89,6 +89,9 @@ weights = { proximity = 60, load = 20, reliability = 10, cost = 10 }
 margin = 100
 region_cost = { ap = 300 }
 rtt_ms = { eu = { us = 80 } }
+
+[drain]
+deadline_secs = 30
 "#;
 
 fn full_expected() -> NodeConfig {
@@ -150,6 +153,7 @@ fn full_expected() -> NodeConfig {
             region_cost: [("ap".to_owned(), 300)].into(),
             rtt_ms: [("eu".to_owned(), [("us".to_owned(), 80)].into())].into(),
         },
+        drain: DrainSection { deadline_secs: 30 },
     }
 }
 

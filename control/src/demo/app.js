@@ -202,8 +202,19 @@ function listen(room) {
     const p = parseEvent(e);
     if (p) unwatch(p.id);
   });
+  // The node is draining: rejoin from the node it names (the page reloads from there).
+  events.addEventListener('move', (e) => {
+    const m = parseEvent(e);
+    if (m && m.url) moveTo(m.url, room);
+  });
   events.addEventListener('open', () => setStatus(`in room "${room}" as ${state.publisherId}`));
   events.addEventListener('error', () => setStatus('room events interrupted, reconnecting…'));
+}
+
+async function moveTo(url, room) {
+  setStatus(`this node is draining; moving to ${url}…`);
+  await leave();
+  window.location.href = `${url}/?room=${encodeURIComponent(room)}&join=1`;
 }
 
 async function join(room) {
@@ -240,7 +251,10 @@ async function leave() {
   await Promise.all(deletions);
 }
 
-$('room').value = new URLSearchParams(location.search).get('room') || 'demo';
+const params = new URLSearchParams(location.search);
+$('room').value = params.get('room') || 'demo';
+// Arriving from a draining node: join straight away.
+if (params.get('join') === '1') join($('room').value.trim() || 'demo');
 $('join-form').addEventListener('submit', (e) => {
   e.preventDefault();
   join($('room').value.trim() || 'demo');

@@ -89,3 +89,58 @@ fn cluster_view(shared: &Shared) -> ClusterView {
     members.sort_by(|a, b| a.id.cmp(&b.id));
     ClusterView { this, members }
 }
+
+/// `POST /drain` (`{"deadline_secs": N}` optional), `DELETE /drain` and `GET /drain`:
+/// start, call off and look at a graceful drain. Only from this node's own host: the
+/// operator runs `sluice drain` there (or behind SIGTERM); the HTTP API is public.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct DrainRequest {
+    pub deadline_secs: Option<u64>,
+}
+
+fn local_only(peer: std::net::SocketAddr) -> Result<(), super::ApiError> {
+    if peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(super::ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "drain is only accepted from the node's own host",
+        ))
+    }
+}
+
+pub async fn start_drain(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::node::DrainStatus>, super::ApiError> {
+    local_only(peer)?;
+    let req: DrainRequest = if body.is_empty() {
+        DrainRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            super::ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("expected {{\"deadline_secs\": N}}: {e}"),
+            )
+        })?
+    };
+    let secs = req
+        .deadline_secs
+        .unwrap_or(shared.config.drain.deadline_secs);
+    Ok(Json(
+        shared.start_drain(std::time::Duration::from_secs(secs)),
+    ))
+}
+
+pub async fn cancel_drain(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+) -> Result<Json<crate::node::DrainStatus>, super::ApiError> {
+    local_only(peer)?;
+    Ok(Json(shared.cancel_drain()))
+}
+
+pub async fn drain_status(State(shared): State<Arc<Shared>>) -> Json<crate::node::DrainStatus> {
+    Json(shared.drain_status())
+}

@@ -42,6 +42,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/rooms/{room}/events", get(rooms::events))
         .route("/cluster", get(cluster::view))
         .route("/placement", get(cluster::placement))
+        .route(
+            "/drain",
+            get(cluster::drain_status)
+                .post(cluster::start_drain)
+                .delete(cluster::cancel_drain),
+        )
         .merge(crate::demo::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors)

@@ -28,17 +28,22 @@ pub async fn list(
 fn to_sse(ev: &RoomEvent) -> Event {
     Event::default()
         .event(ev.name())
-        .json_data(ev.publisher())
+        .json_data(ev.data())
         .unwrap_or_else(|_| Event::default().comment("unencodable event"))
 }
 
 /// Starts with a `publisher-joined` per current publisher, then follows joins and leaves.
+/// While this node drains, a `move` (data `{"node", "url"}`) comes first and again when
+/// the drain begins: clients connected here should POST again to `url`.
 pub async fn events(
     State(shared): State<Arc<Shared>>,
     Path(room): Path<String>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     shared.watch_room(&room);
-    let (snapshot, rx) = shared.rooms().watch(&room);
+    let (mut snapshot, rx) = shared.rooms().watch(&room);
+    if shared.draining() {
+        snapshot.insert(0, RoomEvent::Move(shared.move_target()));
+    }
     let head = stream::iter(snapshot.iter().map(to_sse).collect::<Vec<_>>());
     // A listener that fell too far behind misses events; it is told to list the room
     // again rather than silently shown a wrong picture.

@@ -610,7 +610,10 @@ impl Driver {
     /// Measures this node's load and hands it to the load gossip.
     fn publish_load(&mut self) {
         self.load_at = Some(Instant::now());
-        let sessions = self.shared.upgrade().map_or(0, |s| s.session_count());
+        let (sessions, draining) = self
+            .shared
+            .upgrade()
+            .map_or((0, false), |s| (s.session_count(), s.draining()));
         let links: Vec<(u32, LinkHandle)> = self
             .links
             .read()
@@ -618,7 +621,7 @@ impl Driver {
             .iter()
             .map(|(n, h)| (*n, h.clone()))
             .collect();
-        let sample = self.load.sample(sessions, &links);
+        let sample = self.load.sample(sessions, draining, &links);
         self.cascade.state_mut().set_load(unix_now(), sample);
     }
 

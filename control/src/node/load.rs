@@ -50,7 +50,12 @@ impl Default for LoadMeter {
 
 impl LoadMeter {
     /// A sample now: CPU over the time since the previous one, as a share of every core.
-    pub fn sample(&mut self, sessions: usize, links: &[(u32, LinkHandle)]) -> LoadSample {
+    pub fn sample(
+        &mut self,
+        sessions: usize,
+        draining: bool,
+        links: &[(u32, LinkHandle)],
+    ) -> LoadSample {
         let now = Instant::now();
         let cpu = process_cpu();
         let cpu_permille = match (self.last_cpu, cpu) {
@@ -87,6 +92,7 @@ impl LoadMeter {
             sessions: sessions.min(u32::MAX as usize) as u32,
             egress_bps: 0,
             links,
+            draining,
         };
         self.last.clone()
     }

@@ -3,6 +3,8 @@
 //! start in-process.
 
 mod cascade;
+mod drain;
+pub use drain::DrainStatus;
 mod link_media;
 mod load;
 mod media;
@@ -48,6 +50,7 @@ pub struct Shared {
     cascade: Option<CascadeHandle>,
     /// Cluster membership as the cascade last published it, when in a cluster.
     members: Option<cascade::SharedMembers>,
+    drain: drain::DrainState,
 }
 
 #[derive(Debug, Default)]
@@ -182,11 +185,13 @@ impl Node {
             next_id: AtomicU64::new(1),
             cascade: cascade.as_ref().map(|c| c.handle.clone()),
             members: cascade.as_ref().map(|c| c.view.clone()),
+            drain: drain::DrainState::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let app = crate::http::router(shared.clone());
         let mut http_stop = stop_rx.clone();
         let http = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;
             });
@@ -290,6 +295,23 @@ impl Node {
         self.cascade
             .as_ref()
             .map_or(0, |c| c.members.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Starts a graceful drain ([`drain`]) ending within `within` at the latest
+    /// (`None`: the configured `drain.deadline_secs`).
+    pub fn drain(&self, within: Option<Duration>) -> DrainStatus {
+        let within = within.unwrap_or(Duration::from_secs(self.shared.config.drain.deadline_secs));
+        self.shared.start_drain(within)
+    }
+
+    pub fn cancel_drain(&self) -> DrainStatus {
+        self.shared.cancel_drain()
+    }
+
+    /// Resolves once a drain (started here, by `POST /drain`, or by SIGTERM in the
+    /// binary) has emptied the node or run out of time.
+    pub async fn drained(&self) {
+        self.shared.drained().await;
     }
 
     /// Sessions (publishers and subscribers, connecting or connected) on this node.

@@ -27,7 +27,7 @@ impl Shared {
                 capacity,
                 cpu_permille: 0,
                 suspect: false,
-                draining: false,
+                draining: self.draining(),
                 failures: 0,
             };
             return (this_name, vec![this], Vec::new());
@@ -41,7 +41,7 @@ impl Shared {
             capacity,
             cpu_permille: this_load.map_or(0, |l| l.cpu_permille),
             suspect: false,
-            draining: false,
+            draining: self.draining(),
             failures: 0,
         }];
         let mut region_of: HashMap<u64, String> =
@@ -64,7 +64,7 @@ impl Shared {
                 capacity: m.capacity,
                 cpu_permille: load.map_or(0, |l| l.cpu_permille),
                 suspect: *state == MemberState::Suspect,
-                draining: false,
+                draining: load.is_some_and(|l| l.draining),
                 failures: snapshot.failures.get(&m.id.0).copied().unwrap_or(0),
             });
         }

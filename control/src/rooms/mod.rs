@@ -31,6 +31,18 @@ pub struct PublisherInfo {
 pub enum RoomEvent {
     PublisherJoined(PublisherInfo),
     PublisherLeft(PublisherInfo),
+    /// This node is draining: whoever is connected here should POST again to `url`.
+    Move(MoveTo),
+}
+
+/// Where a draining node sends its clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MoveTo {
+    /// The draining node.
+    pub node: String,
+    /// Base URL of the node to move to (`None`: no other node can take them now; the
+    /// client should retry this node's URL later and follow its redirect).
+    pub url: Option<String>,
 }
 
 impl RoomEvent {
@@ -38,12 +50,17 @@ impl RoomEvent {
         match self {
             Self::PublisherJoined(_) => "publisher-joined",
             Self::PublisherLeft(_) => "publisher-left",
+            Self::Move(_) => "move",
         }
     }
 
-    pub fn publisher(&self) -> &PublisherInfo {
+    /// The event's JSON data.
+    pub fn data(&self) -> serde_json::Value {
         match self {
-            Self::PublisherJoined(p) | Self::PublisherLeft(p) => p,
+            Self::PublisherJoined(p) | Self::PublisherLeft(p) => {
+                serde_json::to_value(p).unwrap_or_default()
+            }
+            Self::Move(m) => serde_json::to_value(m).unwrap_or_default(),
         }
     }
 }
@@ -165,6 +182,13 @@ impl Rooms {
     pub fn gc(&mut self, room: &str) {
         if self.rooms.get(room).is_some_and(Room::is_idle) {
             self.rooms.remove(room);
+        }
+    }
+
+    /// Sends `ev` to every room's listeners.
+    pub fn broadcast(&self, ev: &RoomEvent) {
+        for r in self.rooms.values() {
+            let _ = r.events.send(ev.clone());
         }
     }
 
