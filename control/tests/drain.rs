@@ -6,9 +6,8 @@
 mod support;
 
 use sluice_control::client::{ClientOptions, RoamingPublisher, RoamingSubscriber, origin};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::start_cluster;
+use support::{spawn_node, start_cluster};
 
 const PT_OPUS: u8 = 111;
 
@@ -149,36 +148,9 @@ async fn clients_of_a_draining_node_move_away_and_it_empties_before_the_deadline
     }
 }
 
-/// Starts `sluice node` on free loopback ports and returns it with its base URL.
+/// `sluice node` on free loopback ports, with its base URL.
 async fn real_node() -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "node",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--media-bind",
-            "127.0.0.1:0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting `sluice node`");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("`sluice node` prints its URL")
-        .unwrap()
-        .expect("a line");
-    let url = line
-        .strip_prefix("sluice node listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .trim_end_matches('/')
-        .to_owned();
-    (child, url)
+    spawn_node(&["--http-listen", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"]).await
 }
 
 async fn exit_code(child: &mut tokio::process::Child) -> Option<i32> {

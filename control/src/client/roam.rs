@@ -1,6 +1,8 @@
-//! Clients that move when their node drains: they listen to the room's event stream on
-//! the node they are connected to and, on its `move` event, POST again to the node it
-//! names (following placement's redirect if any), then end the old session. A
+//! Clients that move when their node drains or dies: they listen to the room's event
+//! stream on the node they are connected to and, on its `move` event, POST again to the
+//! node it names (following placement's redirect if any), then end the old session. When
+//! the node stops answering at all (its stream ends and it refuses connections), they
+//! POST to the other cluster members it listed when they connected, in its order. A
 //! [`RoamingPublisher`] moves before its next send (a new WHIP session, so a new
 //! publisher id); a [`RoamingSubscriber`] moves by itself in the background, to the same
 //! publisher if it is still listed, else to the room's latest. (Its mover runs on a
@@ -27,10 +29,13 @@ pub fn origin(url: &str) -> Option<String> {
     })
 }
 
-/// The first `move` of a room's event stream on one node.
+/// Consecutive refused reconnections of the event stream that mean the node is gone.
+const GONE_AFTER: u32 = 2;
+
+/// The first `move` of a room's event stream on one node, or the node's death.
 #[derive(Debug)]
 pub struct MoveWatch {
-    rx: watch::Receiver<Option<String>>,
+    rx: watch::Receiver<Option<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -45,26 +50,37 @@ impl MoveWatch {
     /// the node is still up.
     pub fn start(base: &str, room: &str) -> Result<Self, ClientError> {
         let url = super::http::Signaling::url(base, &["rooms", room, "events"])?;
+        let cluster = super::http::Signaling::url(base, &["cluster"])?;
         let (tx, rx) = watch::channel(None);
         let task = tokio::spawn(async move {
             let http = reqwest::Client::new();
+            let others = other_members(&http, cluster).await;
+            let mut refused = 0;
             loop {
-                if let Some(to) = first_move(&http, url.clone()).await {
-                    let _ = tx.send(Some(to));
+                match read_stream(&http, url.clone()).await {
+                    Stream::Move(to) => {
+                        let _ = tx.send(Some(vec![to]));
+                        return;
+                    }
+                    Stream::Ended => refused = 0,
+                    Stream::Refused => refused += 1,
+                }
+                if refused >= GONE_AFTER && !others.is_empty() {
+                    let _ = tx.send(Some(others));
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
         Ok(Self { rx, task })
     }
 
-    /// Where to move, once the node said so.
-    pub fn target(&self) -> Option<String> {
+    /// Where to move (the first that takes the session), once the node said so or died.
+    pub fn target(&self) -> Option<Vec<String>> {
         self.rx.borrow().clone()
     }
 
-    pub async fn wait(&mut self) -> String {
+    pub async fn wait(&mut self) -> Vec<String> {
         loop {
             if let Some(to) = self.rx.borrow_and_update().clone() {
                 return to;
@@ -76,20 +92,52 @@ impl MoveWatch {
     }
 }
 
-/// Reads one event stream until a `move` with a URL; `None` when the stream ends.
-async fn first_move(http: &reqwest::Client, url: reqwest::Url) -> Option<String> {
-    let mut resp = http.get(url).send().await.ok()?;
+enum Stream {
+    Move(String),
+    /// The stream ended (or never answered 200): worth another try.
+    Ended,
+    /// Nobody answered.
+    Refused,
+}
+
+/// Reads one event stream until a `move` with a URL.
+async fn read_stream(http: &reqwest::Client, url: reqwest::Url) -> Stream {
+    let mut resp = match http.get(url).send().await {
+        Ok(r) if r.status().is_success() => r,
+        Ok(_) => return Stream::Ended,
+        Err(_) => return Stream::Refused,
+    };
     let mut buf = String::new();
     while let Ok(Some(chunk)) = resp.chunk().await {
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
             if let Some(to) = parse_move(&event) {
-                return Some(to);
+                return Stream::Move(to);
             }
         }
     }
-    None
+    Stream::Ended
+}
+
+/// The HTTP URLs of the node's live fellow members (`GET /cluster`), its own left out.
+async fn other_members(http: &reqwest::Client, cluster: reqwest::Url) -> Vec<String> {
+    let Ok(resp) = http.get(cluster).send().await else {
+        return Vec::new();
+    };
+    let Ok(v) = resp.json::<serde_json::Value>().await else {
+        return Vec::new();
+    };
+    let this = v.get("self").and_then(|s| s.as_str()).unwrap_or_default();
+    v.get("members")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|m| m.get("id").and_then(|i| i.as_str()) != Some(this))
+        .filter(|m| m.get("state").and_then(|s| s.as_str()) == Some("alive"))
+        .filter_map(|m| m.get("http").and_then(|h| h.as_str()).map(str::to_owned))
+        .filter(|h| !h.is_empty())
+        .collect()
 }
 
 /// The target URL of one SSE event, if it is a `move` that names one.
@@ -146,12 +194,25 @@ impl RoamingPublisher {
         self.moved
     }
 
-    /// Moves now if its node asked.
+    /// Moves now if its node asked or died.
     pub async fn follow(&mut self) -> Result<(), ClientError> {
-        let Some(to) = self.moves.target() else {
+        let Some(targets) = self.moves.target() else {
             return Ok(());
         };
-        let next = super::publish(&to, &self.room, &self.opts).await?;
+        let mut last = ClientError::Options("nowhere to move".into());
+        let mut moved = None;
+        for to in targets {
+            match super::publish(&to, &self.room, &self.opts).await {
+                Ok(p) => {
+                    moved = Some((p, to));
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let Some((next, to)) = moved else {
+            return Err(last);
+        };
         let node = origin(&next.location).unwrap_or(to);
         self.moves = MoveWatch::start(&node, &self.room)?;
         let old = std::mem::replace(&mut self.publisher, next);
@@ -285,16 +346,22 @@ async fn roam(
     errors: Arc<Mutex<Vec<String>>>,
 ) {
     loop {
-        let to = moves.wait().await;
-        let next = match resubscribe(&to, &room, publisher.as_deref(), &opts).await {
-            Ok(s) => s,
-            Err(e) => {
-                errors
+        let targets = moves.wait().await;
+        let mut next = None;
+        for to in targets {
+            match resubscribe(&to, &room, publisher.as_deref(), &opts).await {
+                Ok(s) => {
+                    next = Some((s, to));
+                    break;
+                }
+                Err(e) => errors
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(format!("moving to {to}: {e}"));
-                return;
+                    .push(format!("moving to {to}: {e}")),
             }
+        }
+        let Some((next, to)) = next else {
+            return;
         };
         let node = origin(&next.location).unwrap_or_else(|| to.clone());
         moves = match MoveWatch::start(&node, &room) {

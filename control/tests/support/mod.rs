@@ -110,3 +110,32 @@ pub async fn subscribe_when_listed_with(
 pub async fn subscribe_when_listed(base: &str, room: &str, publisher: &str) -> Subscriber {
     subscribe_when_listed_with(base, room, publisher, &ClientOptions::default()).await
 }
+
+/// Runs the real `sluice node` with `args` and returns it with the base URL it prints.
+pub async fn spawn_node(args: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("node")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting `sluice node`");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("`sluice node` prints its URL within 30 s")
+        .expect("reading its stdout")
+        .expect("a line before it exits");
+    let url = line
+        .strip_prefix("sluice node listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    // Keep draining its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
