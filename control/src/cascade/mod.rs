@@ -5,6 +5,7 @@
 //!   track ids.
 //! - [`core`]: the sans-IO decisions over the replicated room documents.
 //! - [`handle`]: what sessions send the cascade task.
+//! - [`paths`]: whether a stream goes over the direct link or through a relay node.
 //! - [`shaper`]: what crosses a link when it cannot carry everything.
 //! - [`speaker`]: each room's active speaker, whose video the shaper favours.
 //! - [`trust`]: gossip authenticated by the links' mutual TLS.
@@ -12,6 +13,7 @@
 pub mod catalog;
 pub mod core;
 pub mod handle;
+pub mod paths;
 pub mod shaper;
 pub mod speaker;
 pub mod trust;
