@@ -150,7 +150,13 @@ async fn clients_of_a_draining_node_move_away_and_it_empties_before_the_deadline
 
 /// `sluice node` on free loopback ports, with its base URL.
 async fn real_node() -> (tokio::process::Child, String) {
-    spawn_node(&["--http-listen", "127.0.0.1:0", "--media-bind", "127.0.0.1:0"]).await
+    spawn_node(&[
+        "--http-listen",
+        "127.0.0.1:0",
+        "--media-bind",
+        "127.0.0.1:0",
+    ])
+    .await
 }
 
 async fn exit_code(child: &mut tokio::process::Child) -> Option<i32> {

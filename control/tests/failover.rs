@@ -120,7 +120,10 @@ async fn a_killed_node_costs_survivors_nothing_and_its_clients_move() {
         || audio(&sa).is_none_or(|x| x.packets < 20)
         || roaming_audio(&sc) < 20
     {
-        assert!(Instant::now() < deadline, "media never flowed before the kill");
+        assert!(
+            Instant::now() < deadline,
+            "media never flowed before the kill"
+        );
         send(&mut [&mut pa, &mut pb], &mut pc).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -178,7 +181,10 @@ async fn a_killed_node_costs_survivors_nothing_and_its_clients_move() {
         // A's, B's and the republished one; C's first session is gone.
         let want = [&pa.id, &pb.id, &pc.current().id].map(String::as_str);
         if !ids.contains(&c_publisher.as_str()) && want.iter().all(|w| ids.contains(w)) {
-            eprintln!("A dropped C's publisher {:?} after the kill", killed.elapsed());
+            eprintln!(
+                "A dropped C's publisher {:?} after the kill",
+                killed.elapsed()
+            );
             break;
         }
         assert!(Instant::now() < deadline, "A still lists {ids:?}");
