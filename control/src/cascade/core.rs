@@ -65,9 +65,27 @@ pub enum Action {
         room: String,
         publisher: RemotePublisher,
     },
+    /// Ask `via` to forward `layer` of `track` (which this node sends it) on to `to`:
+    /// path selection found the direct link to `to` clearly worse than through `via`.
+    RelayStart {
+        via: NodeId,
+        to: NodeId,
+        track: TrackId,
+        layer: u8,
+        descriptor: Box<TrackDescriptor>,
+    },
+    RelayStop {
+        via: NodeId,
+        to: NodeId,
+        track: TrackId,
+        layer: u8,
+    },
     MemberUp(NodeId),
     MemberDown(NodeId),
 }
+
+/// (relay, final node, track, layer).
+type Relayed = (NodeId, NodeId, TrackId, u8);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CascadeStats {
@@ -82,8 +100,12 @@ pub struct Cascade {
     state: Node,
     /// Per room: remote publishers as last reported to the driver.
     remote: HashMap<String, BTreeMap<String, RemotePublisher>>,
-    /// Per room: this node's tracks sent to other nodes, (track, node, layer).
+    /// Per room: this node's tracks sent to other nodes, (track, next hop, layer).
     sending: HashMap<String, BTreeSet<(TrackId, NodeId, u8)>>,
+    /// Per room: what relays forward for this node.
+    relaying: HashMap<String, BTreeSet<Relayed>>,
+    /// Subscribing nodes reached through a relay: final node to relay.
+    via: BTreeMap<NodeId, NodeId>,
     /// Local subscribers per remote track, with the room and layers to ask for.
     wanted: HashMap<TrackId, (String, u32, Vec<u8>)>,
     watching: BTreeSet<String>,
@@ -97,6 +119,8 @@ impl Cascade {
             state,
             remote: HashMap::new(),
             sending: HashMap::new(),
+            relaying: HashMap::new(),
+            via: BTreeMap::new(),
             wanted: HashMap::new(),
             watching: BTreeSet::new(),
             actions: VecDeque::new(),
@@ -291,20 +315,115 @@ impl Cascade {
         }
     }
 
+    /// Routes this node's media to `to` through `via` (`None`: directly), as path
+    /// selection decided; every room's sends follow at once.
+    pub fn set_route(&mut self, to: NodeId, via: Option<NodeId>) {
+        let changed = match via {
+            Some(v) if v != to && v != self.id() => self.via.insert(to, v) != Some(v),
+            _ => self.via.remove(&to).is_some(),
+        };
+        if changed {
+            let rooms: BTreeSet<String> = self
+                .sending
+                .keys()
+                .chain(self.relaying.keys())
+                .cloned()
+                .collect();
+            for room in rooms {
+                self.room_changed(&room);
+            }
+        }
+    }
+
+    /// The relay this node's media to `to` goes through, if any.
+    pub fn route(&self, to: NodeId) -> Option<NodeId> {
+        self.via.get(&to).copied()
+    }
+
     fn room_changed(&mut self, room: &str) {
         let Some(snap) = self.state.room(room) else {
             self.room_gone(room);
             return;
         };
         let me = self.id();
-        self.diff_sending(room, wanted_from_me(&snap, me));
+        let mut sending = BTreeSet::new();
+        let mut relayed = BTreeSet::new();
+        let mut descriptors = BTreeMap::new();
+        for (track, node, layer) in wanted_from_me(&snap, me) {
+            match self.via.get(&node) {
+                Some(&via) => {
+                    sending.insert((track, via, layer));
+                    relayed.insert((via, node, track, layer));
+                    if let Some(d) = snap
+                        .metadata
+                        .get(&format!("{METADATA_PREFIX}{track}"))
+                        .and_then(|j| TrackDescriptor::from_json(j).ok())
+                    {
+                        descriptors.insert(track, d);
+                    }
+                }
+                None => {
+                    sending.insert((track, node, layer));
+                }
+            }
+        }
+        // The relay must be sent the stream before it is asked to pass it on, and
+        // stop passing it on before it stops coming.
+        let stops = self.diff_relays(room, relayed, &descriptors);
+        self.diff_sending(room, sending);
+        self.actions.extend(stops);
         let publishers = self.remote_from(&snap, me);
         self.diff_remote(room, publishers);
     }
 
     fn room_gone(&mut self, room: &str) {
+        let stops = self.diff_relays(room, BTreeSet::new(), &BTreeMap::new());
+        self.actions.extend(stops);
         self.diff_sending(room, BTreeSet::new());
         self.diff_remote(room, BTreeMap::new());
+    }
+
+    /// Queues the relay starts and returns the stops (for after the sends changed).
+    fn diff_relays(
+        &mut self,
+        room: &str,
+        want: BTreeSet<Relayed>,
+        descriptors: &BTreeMap<TrackId, TrackDescriptor>,
+    ) -> Vec<Action> {
+        let have = self.relaying.remove(room).unwrap_or_default();
+        let stops = have
+            .difference(&want)
+            .map(|&(via, to, track, layer)| Action::RelayStop {
+                via,
+                to,
+                track,
+                layer,
+            })
+            .collect();
+        let mut kept = BTreeSet::new();
+        for &(via, to, track, layer) in &want {
+            if have.contains(&(via, to, track, layer)) {
+                kept.insert((via, to, track, layer));
+                continue;
+            }
+            // Without a descriptor the relay cannot install the track; try again when
+            // the room changes.
+            let Some(d) = descriptors.get(&track) else {
+                continue;
+            };
+            self.actions.push_back(Action::RelayStart {
+                via,
+                to,
+                track,
+                layer,
+                descriptor: Box::new(d.clone()),
+            });
+            kept.insert((via, to, track, layer));
+        }
+        if !kept.is_empty() {
+            self.relaying.insert(room.to_owned(), kept);
+        }
+        stops
     }
 
     fn diff_sending(&mut self, room: &str, want: BTreeSet<(TrackId, NodeId, u8)>) {

@@ -212,3 +212,109 @@ fn remote_publishers_are_listed_and_links_follow_far_subscribers() {
         assert!(net.nodes[i].remote_publishers("room").is_empty());
     }
 }
+
+fn relay_changes(actions: &[Action]) -> Vec<(bool, u64, u64, u64, u8)> {
+    let mut v: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RelayStart {
+                via,
+                to,
+                track,
+                layer,
+                descriptor,
+            } => {
+                assert_eq!(
+                    descriptor.id, *track,
+                    "the relay gets the track's descriptor"
+                );
+                Some((true, via.0, to.0, *track, *layer))
+            }
+            Action::RelayStop {
+                via,
+                to,
+                track,
+                layer,
+            } => Some((false, via.0, to.0, *track, *layer)),
+            _ => None,
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Path selection routes node 3's copy through node 2: the publisher's node sends each
+/// layer to node 2 once (which also serves its own subscriber with it), asks node 2 to
+/// pass it on, and stops sending to node 3; back to direct, the reverse. The relay is
+/// told to start only with a stream it already receives and to stop before the stream
+/// to it stops.
+#[test]
+fn a_relayed_route_sends_through_the_relay_once_per_link() {
+    let mut net = Net::new(3);
+    net.run_for(Duration::from_secs(5));
+    let track = global_track_id(1, 1);
+    let now = net.now;
+    net.nodes[0].publish(now, "room", "alice", &[video(track, "alice")]);
+    for i in [1, 2] {
+        net.nodes[i].watch(now, "room");
+    }
+    net.run_for(Duration::from_secs(2));
+    let now = net.now;
+    net.nodes[1].want(now, "room", track, true);
+    net.nodes[2].want(now, "room", track, true);
+    net.run_for(Duration::from_secs(1));
+    let _ = net.take(0);
+
+    net.nodes[0].set_route(NodeId(3), Some(NodeId(2)));
+    assert_eq!(net.nodes[0].route(NodeId(3)), Some(NodeId(2)));
+    net.pump();
+    let actions = net.take(0);
+    assert_eq!(
+        link_changes(&actions),
+        (0..3u8).map(|l| (false, track, 3, l)).collect::<Vec<_>>(),
+        "node 2 already gets every layer: only node 3's direct sends stop"
+    );
+    assert_eq!(
+        relay_changes(&actions),
+        (0..3u8).map(|l| (true, 2, 3, track, l)).collect::<Vec<_>>()
+    );
+    // Setting the same route again changes nothing.
+    net.nodes[0].set_route(NodeId(3), Some(NodeId(2)));
+    net.pump();
+    assert!(net.take(0).is_empty());
+
+    net.nodes[0].set_route(NodeId(3), None);
+    net.pump();
+    let actions = net.take(0);
+    assert_eq!(
+        link_changes(&actions),
+        (0..3u8).map(|l| (true, track, 3, l)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        relay_changes(&actions),
+        (0..3u8)
+            .map(|l| (false, 2, 3, track, l))
+            .collect::<Vec<_>>()
+    );
+    // Direct sends resume before the relay is told to stop.
+    let first_stop = actions
+        .iter()
+        .position(|a| matches!(a, Action::RelayStop { .. }))
+        .unwrap();
+    let last_sub = actions
+        .iter()
+        .rposition(|a| matches!(a, Action::LinkSubscribe { .. }))
+        .unwrap();
+    assert!(last_sub < first_stop, "{actions:?}");
+
+    // Relayed, node 2's own subscriber leaving keeps the stream to node 2 for node 3.
+    net.nodes[0].set_route(NodeId(3), Some(NodeId(2)));
+    net.pump();
+    let _ = net.take(0);
+    let now = net.now;
+    net.nodes[1].want(now, "room", track, false);
+    net.run_for(Duration::from_secs(1));
+    let actions = net.take(0);
+    assert!(link_changes(&actions).is_empty(), "{actions:?}");
+    assert!(relay_changes(&actions).is_empty(), "{actions:?}");
+}

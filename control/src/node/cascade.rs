@@ -10,9 +10,11 @@
 
 use super::load::{LOAD_INTERVAL, LoadMeter};
 use super::{Shared, link_media};
+use crate::cascade::catalog::TrackDescriptor;
 use crate::cascade::catalog::track_home;
 use crate::cascade::core::{Action, Cascade};
 use crate::cascade::handle::{CascadeHandle, Command, node_number};
+use crate::cascade::paths::{PathConfig, PathSelector, Route};
 use crate::cascade::shaper::{ShaperCommand, ShaperConfig, ShaperStats, TrackKind};
 use crate::cascade::speaker::{SpeakerChange, SpeakerConfig, SpeakerDetector};
 use crate::cascade::trust::LinkTrust;
@@ -24,7 +26,7 @@ use sluice_dataplane::link;
 use sluice_dataplane::router::{TrackId, UpstreamEvent};
 use sluice_state::membership::MemberState;
 use sluice_state::{Delivery, LoadSample, NodeId, NodeIdentity, Transmit, Transport};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -35,6 +37,10 @@ pub const STATE_DATAGRAM: u8 = 0xC5;
 pub const MSG_STATE: u8 = 0x01;
 pub const MSG_KEYFRAME: u8 = 0x02;
 pub const MSG_NACK: u8 = 0x03;
+/// Forward (or stop forwarding) a track layer this link brings on to a third node:
+/// `op (1 start, 0 stop) | track u64 | layer u8 | to node u64 | descriptor JSON (start)`.
+pub const MSG_RELAY: u8 = 0x04;
+const RELAY_HEADER: usize = 1 + 8 + 1 + 8;
 
 /// State transmits held for a node being dialed; beyond this the oldest go (gossip
 /// repeats itself, anti-entropy repairs the rest).
@@ -53,6 +59,10 @@ pub struct CascadeCounters {
     pub upstream_in: AtomicU64,
     /// Times a room's active speaker changed (as this node judges its publishers).
     pub speaker_changes: AtomicU64,
+    /// Route changes of this node's media toward another node (direct or relayed).
+    pub route_changes: AtomicU64,
+    /// Track layers this node forwards for another node's media, now.
+    pub relays: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -64,6 +74,8 @@ pub struct CascadeCountersSnapshot {
     pub upstream_out: u64,
     pub upstream_in: u64,
     pub speaker_changes: u64,
+    pub route_changes: u64,
+    pub relays: u64,
 }
 
 impl CascadeCounters {
@@ -77,6 +89,8 @@ impl CascadeCounters {
             upstream_out: g(&self.upstream_out),
             upstream_in: g(&self.upstream_in),
             speaker_changes: g(&self.speaker_changes),
+            route_changes: g(&self.route_changes),
+            relays: g(&self.relays),
         }
     }
 }
@@ -248,6 +262,9 @@ pub fn spawn(
         load: LoadMeter::default(),
         load_at: None,
         failures: HashMap::new(),
+        paths: PathSelector::new(PathConfig::default()),
+        relays: HashMap::new(),
+        relay_installed: HashSet::new(),
         shaper: shaper_tx,
         speakers: SpeakerDetector::new(SpeakerConfig::default()),
         speaker_video: HashMap::new(),
@@ -291,6 +308,12 @@ struct Driver {
     load_at: Option<Instant>,
     /// When each node was declared down, within [`FAILURE_MEMORY`].
     failures: HashMap<u64, VecDeque<Instant>>,
+    /// Direct or relayed, per node pair, from the links' gossiped RTT and loss.
+    paths: PathSelector,
+    /// What this node forwards for others: track to (final node, layer).
+    relays: HashMap<TrackId, BTreeSet<(u64, u8)>>,
+    /// Tracks installed only to relay them (removed with their last relay).
+    relay_installed: HashSet<TrackId>,
     /// Track kinds and the active speakers' video for the media thread's link shaper.
     shaper: crossbeam_channel::Sender<ShaperCommand>,
     speakers: SpeakerDetector,
@@ -322,7 +345,8 @@ impl Driver {
     ) {
         loop {
             let speakers_at = self.speakers.poll_timeout().map(Duration::from_micros);
-            let deadline = [self.cascade.poll_timeout(), speakers_at]
+            let paths_at = self.paths.poll_timeout().map(Duration::from_micros);
+            let deadline = [self.cascade.poll_timeout(), speakers_at, paths_at]
                 .into_iter()
                 .flatten()
                 .min()
@@ -355,6 +379,8 @@ impl Driver {
         let now = unix_now();
         self.cascade.handle_timeout(now);
         self.speakers.handle_timeout(now.as_micros() as u64);
+        self.paths.handle_timeout(now.as_micros() as u64);
+        self.apply_routes();
         while let Some(change) = self.speakers.poll_change() {
             self.on_speaker_change(change);
         }
@@ -539,6 +565,7 @@ impl Driver {
         };
         match kind {
             MSG_STATE => self.cascade.handle_stream(unix_now(), body),
+            MSG_RELAY => self.on_relay(body),
             MSG_KEYFRAME | MSG_NACK if body.len() >= 9 => {
                 let track = u64::from_be_bytes(body[..8].try_into().unwrap_or_default());
                 let layer = body[8];
@@ -586,6 +613,19 @@ impl Driver {
                 .filter_map(|(m, _)| Some((m.id.0, state.load_of(m.id, now)?.report.sample)))
                 .collect();
             loads.insert(this.id.0, self.load.last.clone());
+            let micros = now.as_micros() as u64;
+            for (node, load) in &loads {
+                self.paths.update_node(micros, NodeId(*node), &load.links);
+            }
+            for (m, state) in &members {
+                if *state == MemberState::Down {
+                    self.paths.node_down(micros, m.id);
+                } else {
+                    self.paths.node_up(micros, m.id);
+                    let draining = loads.get(&m.id.0).is_some_and(|l| l.draining);
+                    self.paths.set_relay_allowed(micros, m.id, !draining);
+                }
+            }
             for times in self.failures.values_mut() {
                 while times.front().is_some_and(|t| t.elapsed() > FAILURE_MEMORY) {
                     times.pop_front();
@@ -604,7 +644,102 @@ impl Driver {
             };
             *self.view.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
             self.view_at = Some(Instant::now());
+            self.apply_routes();
+            while let Some(a) = self.cascade.poll_action() {
+                self.apply(a);
+            }
         }
+    }
+
+    /// Follows path selection's changes for this node's media.
+    fn apply_routes(&mut self) {
+        let me = self.cascade.id();
+        while let Some(change) = self.paths.poll_change() {
+            if change.from != me {
+                continue;
+            }
+            let via = match change.new {
+                Route::Via(r) => Some(r),
+                Route::Direct | Route::Unreachable => None,
+            };
+            if self.cascade.route(change.to) != via {
+                tracing::info!(to = %change.to, old = ?change.old, new = ?change.new, "media route");
+                self.counters.route_changes.fetch_add(1, Ordering::Relaxed);
+                self.cascade.set_route(change.to, via);
+            }
+        }
+    }
+
+    fn send_relay(
+        &mut self,
+        via: NodeId,
+        to: NodeId,
+        track: TrackId,
+        layer: u8,
+        descriptor: Option<&TrackDescriptor>,
+    ) {
+        let Some(name) = self.names.get(&via.0) else {
+            return;
+        };
+        let json = descriptor.map(TrackDescriptor::to_json).unwrap_or_default();
+        let mut m = BytesMut::with_capacity(RELAY_HEADER + json.len());
+        m.put_u8(MSG_RELAY);
+        m.put_u8(u8::from(descriptor.is_some()));
+        m.put_u64(track);
+        m.put_u8(layer);
+        m.put_u64(to.0);
+        m.put_slice(json.as_bytes());
+        let _ = self.endpoint.try_send_message(name, m.freeze());
+    }
+
+    /// A node asks this one to pass a track layer it sends here on to a third node.
+    fn on_relay(&mut self, body: &[u8]) {
+        let (Some(&op), Some(track), Some(&layer), Some(to)) = (
+            body.first(),
+            body.get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes),
+            body.get(9),
+            body.get(10..18)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes),
+        ) else {
+            self.counters.malformed_in.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let mut media = shared.media.lock();
+        if op == 1 {
+            let descriptor = std::str::from_utf8(&body[18..])
+                .ok()
+                .and_then(|j| TrackDescriptor::from_json(j).ok())
+                .filter(|d| d.id == track);
+            let Some(d) = descriptor else {
+                self.counters.malformed_in.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            if media.add_remote_track(d.track_config()).is_ok() {
+                self.relay_installed.insert(track);
+            }
+            if media.link_subscribe(track, to as u32, layer).is_ok() {
+                self.relays.entry(track).or_default().insert((to, layer));
+            }
+        } else {
+            let _ = media.link_unsubscribe(track, to as u32, layer);
+            if let Some(set) = self.relays.get_mut(&track) {
+                set.remove(&(to, layer));
+                if set.is_empty() {
+                    self.relays.remove(&track);
+                    if self.relay_installed.remove(&track) {
+                        let _ = media.remove_track(track);
+                    }
+                }
+            }
+        }
+        let n: usize = self.relays.values().map(BTreeSet::len).sum();
+        self.counters.relays.store(n as u64, Ordering::Relaxed);
     }
 
     /// Measures this node's load and hands it to the load gossip.
@@ -716,6 +851,8 @@ impl Driver {
                 {
                     let mut media = shared.media.lock();
                     for d in &publisher.tracks {
+                        // A track installed to relay it now serves this room too.
+                        self.relay_installed.remove(&d.id);
                         if let Err(e) = media.add_remote_track(d.track_config()) {
                             tracing::debug!(track = d.id, error = %e, "remote track not added");
                         }
@@ -733,6 +870,19 @@ impl Driver {
                     let _ = media.remove_track(d.id);
                 }
             }
+            Action::RelayStart {
+                via,
+                to,
+                track,
+                layer,
+                descriptor,
+            } => self.send_relay(via, to, track, layer, Some(&descriptor)),
+            Action::RelayStop {
+                via,
+                to,
+                track,
+                layer,
+            } => self.send_relay(via, to, track, layer, None),
             Action::MemberUp(id) => {
                 tracing::info!(node = %id, "cluster member up");
                 self.view_at = None;
