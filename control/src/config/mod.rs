@@ -220,6 +220,9 @@ pub struct ClusterSection {
     /// This node's private key (PEM).
     pub key: Option<PathBuf>,
     pub congestion: LinkCongestion,
+    /// Reach the member announcing link address K at address V instead (NAT, a
+    /// dedicated interconnect, or an impairment relay in tests).
+    pub dial: std::collections::BTreeMap<SocketAddr, SocketAddr>,
 }
 
 impl ClusterSection {

@@ -82,6 +82,7 @@ ca_cert = "/etc/sluice/ca.pem"
 cert = "/etc/sluice/edge-fra-1.pem"
 key = "/etc/sluice/edge-fra-1.key"
 congestion = "cubic"
+dial = { "198.51.100.2:7000" = "10.0.0.2:7000" }
 
 [placement]
 redirect = false
@@ -140,6 +141,11 @@ fn full_expected() -> NodeConfig {
             cert: Some("/etc/sluice/edge-fra-1.pem".into()),
             key: Some("/etc/sluice/edge-fra-1.key".into()),
             congestion: LinkCongestion::Cubic,
+            dial: [(
+                "198.51.100.2:7000".parse().unwrap(),
+                "10.0.0.2:7000".parse().unwrap(),
+            )]
+            .into(),
         },
         placement: PlacementSection {
             redirect: false,

@@ -263,6 +263,7 @@ pub fn spawn(
         load_at: None,
         failures: HashMap::new(),
         paths: PathSelector::new(PathConfig::default()),
+        dial_at: shared.config.cluster.dial.clone(),
         relays: HashMap::new(),
         relay_installed: HashSet::new(),
         shaper: shaper_tx,
@@ -308,6 +309,8 @@ struct Driver {
     load_at: Option<Instant>,
     /// When each node was declared down, within [`FAILURE_MEMORY`].
     failures: HashMap<u64, VecDeque<Instant>>,
+    /// `cluster.dial`: where to reach members announcing these link addresses.
+    dial_at: std::collections::BTreeMap<SocketAddr, SocketAddr>,
     /// Direct or relayed, per node pair, from the links' gossiped RTT and loss.
     paths: PathSelector,
     /// What this node forwards for others: track to (final node, layer).
@@ -509,7 +512,11 @@ impl Driver {
             } => {
                 let number = node_number(&peer);
                 tracing::info!(peer = %peer, %remote, number, "link up");
-                self.by_addr.insert(remote, peer.clone());
+                // A member with a `cluster.dial` address is reached there, not over a
+                // link it opened from its announced address.
+                if !self.dial_at.contains_key(&remote) {
+                    self.by_addr.insert(remote, peer.clone());
+                }
                 self.names.insert(number, peer.clone());
                 self.links
                     .write()
@@ -763,6 +770,23 @@ impl Driver {
     /// One state message onto the link to `to`; held (bounded) while that node is
     /// dialed when there is no link yet.
     fn deliver(&mut self, to: SocketAddr, delivery: Delivery, data: &[u8]) {
+        if !self.by_addr.contains_key(&to) && !self.dial_at.contains_key(&to) {
+            // A member we already have a link with, which it opened from elsewhere (a
+            // relay or NAT in between): its announced address leads to that link, and
+            // dialing it would only lose the tiebreak to the link we have. A member with
+            // a `cluster.dial` address is dialed there, as configured.
+            let known = self
+                .cascade
+                .state()
+                .members()
+                .into_iter()
+                .find(|m| m.link_addr == to && !m.name.is_empty())
+                .filter(|m| self.endpoint.link(&m.name).is_some())
+                .map(|m| Arc::<str>::from(m.name.as_str()));
+            if let Some(name) = known {
+                self.by_addr.insert(to, name);
+            }
+        }
         let handle = self
             .by_addr
             .get(&to)
@@ -802,8 +826,9 @@ impl Driver {
         }
         let endpoint = self.endpoint.clone();
         let done = self.dialed.0.clone();
+        let target = self.dial_at.get(&addr).copied().unwrap_or(addr);
         tokio::spawn(async move {
-            let peer = match endpoint.connect_any(addr).await {
+            let peer = match endpoint.connect_any(target).await {
                 Ok(link) => Some(link.peer().clone()),
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "cannot open a link");
