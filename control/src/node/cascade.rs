@@ -918,6 +918,9 @@ impl Driver {
                     .entry(id.0)
                     .or_default()
                     .push_back(Instant::now());
+                // Routes through it are broken now, not at the next view refresh.
+                self.paths.node_down(unix_now().as_micros() as u64, id);
+                self.apply_routes();
                 self.view_at = None;
             }
         }
