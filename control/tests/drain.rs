@@ -7,7 +7,7 @@ mod support;
 
 use sluice_control::client::{ClientOptions, RoamingPublisher, RoamingSubscriber, origin};
 use std::time::{Duration, Instant};
-use support::{spawn_node, start_cluster};
+use support::{alive_members, free_udp_port, spawn_node, start_cluster, write_cluster_config};
 
 const PT_OPUS: u8 = 111;
 
@@ -196,4 +196,98 @@ async fn the_binary_exits_0_after_sigterm_and_after_sluice_drain() {
         Some(0),
         "`sluice drain` ends with exit 0"
     );
+}
+
+/// The whole drain with real processes: two `sluice node`s in one cascade, clients
+/// connected to the second; `sluice drain` on it moves them all to the first without
+/// the test touching them, and the drained process exits 0 well before its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_process_with_clients_empties_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = sluice_control::cluster::ClusterCa::ephemeral().unwrap();
+    ca.save(dir.path()).unwrap();
+    let ports = [free_udp_port(), free_udp_port()];
+    let mut nodes = Vec::new();
+    for (i, name) in ["one", "two"].into_iter().enumerate() {
+        ca.issue(name).unwrap().save(dir.path()).unwrap();
+        let seed = (i > 0).then_some(ports[0]);
+        let config = write_cluster_config(dir.path(), name, ports[i], seed);
+        nodes.push(spawn_node(&["--config", &config]).await);
+    }
+    let (one, two) = (nodes[0].1.clone(), nodes[1].1.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for u in [&one, &two] {
+        while alive_members(u).await < 2 {
+            assert!(Instant::now() < deadline, "{u}: the cluster never formed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let opts = ClientOptions::default();
+    let mut speaker = RoamingPublisher::publish(&one, "exit", &opts)
+        .await
+        .unwrap();
+    let mut guest = RoamingPublisher::publish(&two, "exit", &opts)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let watcher = loop {
+        match RoamingSubscriber::subscribe(&two, "exit", Some(&speaker.current().id), &opts).await {
+            Ok(w) => break w,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "subscribe on two: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    while audio_packets(&watcher) < 10 {
+        assert!(Instant::now() < deadline, "no audio on two");
+        speaker.send_audio(b"x").await.unwrap();
+        guest.send_audio(b"y").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let drain = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["drain", "--url", &two, "--deadline", "30"])
+        .output()
+        .await
+        .unwrap();
+    assert!(drain.status.success(), "{drain:?}");
+    let started = Instant::now();
+    let (mut process, _) = nodes.pop().unwrap();
+    let exited = loop {
+        speaker.send_audio(b"x").await.unwrap();
+        guest.send_audio(b"y").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Some(status) = process.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "two never exited; moves: watcher {}, guest {}",
+            watcher.moves(),
+            guest.moves()
+        );
+    };
+    eprintln!(
+        "two drained and exited {:?} after `sluice drain`",
+        started.elapsed()
+    );
+    assert_eq!(exited.code(), Some(0));
+    assert_eq!((watcher.moves(), guest.moves()), (1, 1));
+    let heard = audio_packets(&watcher);
+    while audio_packets(&watcher) < heard + 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "no audio on one"
+        );
+        speaker.send_audio(b"x").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        watcher.with(|s| origin(&s.location)).flatten(),
+        Some(one.clone())
+    );
+    watcher.close().await.unwrap();
+    guest.close().await.unwrap();
+    speaker.close().await.unwrap();
 }

@@ -12,45 +12,13 @@ use sluice_control::client::{
     self, ClientOptions, Publisher, RoamingPublisher, RoamingSubscriber, Subscriber, origin,
 };
 use sluice_control::cluster::ClusterCa;
-use std::net::UdpSocket;
-use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{spawn_node, subscribe_when_listed};
+use support::{
+    alive_members, free_udp_port, spawn_node, subscribe_when_listed, write_cluster_config,
+};
 
 const PT_OPUS: u8 = 111;
 const ROOM: &str = "failover";
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
-
-fn write_config(dir: &Path, name: &str, link_port: u16, seed: Option<u16>) -> String {
-    let seeds = seed.map_or(String::new(), |p| format!("\"127.0.0.1:{p}\""));
-    let d = dir.display();
-    let text = format!(
-        "[node]\nid = \"{name}\"\nregion = \"r-{name}\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n\
-         [media]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
-         [cluster]\nlisten = \"127.0.0.1:{link_port}\"\nseeds = [{seeds}]\n\
-         ca_cert = \"{d}/ca.pem\"\ncert = \"{d}/{name}.pem\"\nkey = \"{d}/{name}.key\"\n"
-    );
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
-async fn alive_members(base: &str) -> usize {
-    let Ok(resp) = reqwest::get(format!("{base}/cluster")).await else {
-        return 0;
-    };
-    let v: serde_json::Value = resp.json().await.unwrap_or_default();
-    v["members"]
-        .as_array()
-        .map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count())
-}
 
 fn audio(s: &Subscriber) -> Option<sluice_control::client::StreamStats> {
     s.stats()
@@ -82,7 +50,7 @@ async fn a_killed_node_costs_survivors_nothing_and_its_clients_move() {
     for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
         ca.issue(name).unwrap().save(dir.path()).unwrap();
         let seed = (i > 0).then_some(ports[0]);
-        let config = write_config(dir.path(), name, ports[i], seed);
+        let config = write_cluster_config(dir.path(), name, ports[i], seed);
         let (child, url) = spawn_node(&["--config", &config]).await;
         procs.push(child);
         urls.push(url);

@@ -14,6 +14,7 @@ const state = (window.sluiceDemo = {
   watching: {}, // publisher id -> { pc, video, tile, resource }
   events: null,
   errors: [],
+  others: [], // other cluster members' URLs, where to go if this node dies
 });
 
 const $ = (id) => document.getElementById(id);
@@ -113,7 +114,11 @@ async function publish(room) {
     preferVp8(transceiver);
   }
   pc.addEventListener('connectionstatechange', () => {
-    if (pc.connectionState === 'failed') showError('publishing failed: the connection to the node was lost');
+    if (pc.connectionState !== 'failed') return;
+    // The node is gone: rejoin from another member it listed, if it listed any.
+    const next = state.others.find((url) => url !== location.origin);
+    if (next && state.room) moveTo(next, state.room);
+    else showError('publishing failed: the connection to the node was lost');
   });
   const { resource, headers } = await negotiate(pc, `/whip/${encodeURIComponent(room)}`);
   state.publisher.resource = resource;
@@ -208,7 +213,26 @@ function listen(room) {
     if (m && m.url) moveTo(m.url, room);
   });
   events.addEventListener('open', () => setStatus(`in room "${room}" as ${state.publisherId}`));
-  events.addEventListener('error', () => setStatus('room events interrupted, reconnecting…'));
+  events.addEventListener('error', () => {
+    setStatus('room events interrupted, reconnecting…');
+    // Events and media both lost: the node died. Rejoin elsewhere without waiting for
+    // ICE to give up (which takes half a minute).
+    const pc = state.publisher && state.publisher.pc;
+    const next = state.others.find((url) => url !== location.origin);
+    if (pc && pc.connectionState !== 'connected' && next) moveTo(next, room);
+  });
+}
+
+// The other live members, fetched once joined: a node that dies cannot say where to go.
+async function rememberCluster() {
+  try {
+    const cluster = await (await fetch('/cluster')).json();
+    state.others = (cluster.members || [])
+      .filter((m) => m.id !== cluster.self && m.state === 'alive' && m.http)
+      .map((m) => m.http);
+  } catch {
+    state.others = [];
+  }
 }
 
 async function moveTo(url, room) {
@@ -226,6 +250,7 @@ async function join(room) {
   try {
     await publish(room);
     listen(room);
+    rememberCluster();
   } catch (e) {
     showError(`join failed: ${e.message}`);
     await leave();

@@ -139,3 +139,39 @@ pub async fn spawn_node(args: &[&str]) -> (tokio::process::Child, String) {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
 }
+
+/// A free loopback UDP port (for a link address other nodes must know in advance).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// Writes `{name}.toml` in `dir` for the real binary: a cluster member on loopback
+/// with its link on `link_port`, seeded from `seed`.
+pub fn write_cluster_config(dir: &Path, name: &str, link_port: u16, seed: Option<u16>) -> String {
+    let seeds = seed.map_or(String::new(), |p| format!("\"127.0.0.1:{p}\""));
+    let d = dir.display();
+    let text = format!(
+        "[node]\nid = \"{name}\"\nregion = \"r-{name}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [media]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
+         [cluster]\nlisten = \"127.0.0.1:{link_port}\"\nseeds = [{seeds}]\n\
+         ca_cert = \"{d}/ca.pem\"\ncert = \"{d}/{name}.pem\"\nkey = \"{d}/{name}.key\"\n"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Members `GET /cluster` on `base` shows alive (itself included).
+pub async fn alive_members(base: &str) -> usize {
+    let Ok(resp) = reqwest::get(format!("{base}/cluster")).await else {
+        return 0;
+    };
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    v["members"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count())
+}
