@@ -320,6 +320,21 @@ impl Node {
     }
 
     /// Ends every session, stops serving, and returns the workers' final counters.
+    /// Stops the node's tasks at once, as a killed process would: no goodbye to the
+    /// cluster or the clients (SWIM has to find out). For failover tests in one process;
+    /// the media workers stop when the last reference goes.
+    pub fn crash(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(c) = &self.cascade {
+            // What the kernel does for a killed process: its sockets are gone, so its
+            // links end (here with a close frame, there by idle timeout); membership
+            // still has to declare it down by itself.
+            c.endpoint.abort();
+        }
+    }
+
     pub async fn shutdown(self) -> Vec<RouterStats> {
         let _ = self.stop.send(true);
         let resources: Vec<String> = self.shared.peers().by_resource.keys().cloned().collect();
