@@ -354,10 +354,7 @@ async fn roam(
                     next = Some((s, to));
                     break;
                 }
-                Err(e) => errors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(format!("moving to {to}: {e}")),
+                Err(e) => note(&errors, format!("moving to {to}: {e}")),
             }
         }
         let Some((next, to)) = next else {
@@ -367,10 +364,7 @@ async fn roam(
         moves = match MoveWatch::start(&node, &room) {
             Ok(m) => m,
             Err(e) => {
-                errors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(e.to_string());
+                note(&errors, e.to_string());
                 return;
             }
         };
@@ -383,6 +377,11 @@ async fn roam(
             let _ = old.close().await;
         }
     }
+}
+
+/// Keeps why a move failed, for [`RoamingSubscriber::errors`].
+fn note(errors: &Mutex<Vec<String>>, why: String) {
+    errors.lock().unwrap_or_else(|p| p.into_inner()).push(why);
 }
 
 /// The same publisher at the new node once it is listed there, else the room's latest.

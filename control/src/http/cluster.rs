@@ -49,7 +49,7 @@ pub async fn placement(
 ) -> Json<PlacementView> {
     let region = super::whip::client_region(&uri, &headers);
     Json(PlacementView {
-        this: shared.config.node.id.clone().unwrap_or_default(),
+        this: shared.node_name(),
         ranking: shared.placement_ranking(region.as_deref()),
         region,
     })

@@ -84,7 +84,7 @@ impl Shared {
     /// Where this node's clients should go: the best other node for a client of no
     /// particular region.
     pub fn move_target(&self) -> MoveTo {
-        let this = self.config.node.id.clone().unwrap_or_default();
+        let this = self.node_name();
         let url = self
             .placement_ranking(None)
             .into_iter()

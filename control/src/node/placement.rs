@@ -13,37 +13,36 @@ impl Shared {
         self.peers().by_session.len()
     }
 
-    /// This node's name and every node that could take a session, with the measured
-    /// region-to-region RTTs.
+    /// This node's name (as the cluster knows it) and every node that could take a
+    /// session, this one first, with the measured region-to-region RTTs.
     fn candidates(&self) -> (String, Vec<Candidate>, Vec<MeasuredRtt>) {
-        let this_name = self.config.node.id.clone().unwrap_or_default();
-        let capacity = self.config.limits.max_sessions.min(u32::MAX as usize) as u32;
-        let Some(snapshot) = self.member_snapshot() else {
-            let this = Candidate {
-                id: this_name.clone(),
-                region: self.config.node.region.clone(),
-                http: self.public_url.clone(),
-                sessions: self.session_count() as u32,
-                capacity,
-                cpu_permille: 0,
-                suspect: false,
-                draining: self.draining(),
-                failures: 0,
-            };
-            return (this_name, vec![this], Vec::new());
+        let snapshot = self.member_snapshot();
+        let (name, region, cpu_permille) = match &snapshot {
+            Some(s) => (
+                s.this.name.clone(),
+                s.this.region.clone(),
+                s.loads.get(&s.this.id.0).map_or(0, |l| l.cpu_permille),
+            ),
+            None => (
+                self.config.node.id.clone().unwrap_or_default(),
+                self.config.node.region.clone(),
+                0,
+            ),
         };
-        let this_load = snapshot.loads.get(&snapshot.this.id.0);
         let mut candidates = vec![Candidate {
-            id: snapshot.this.name.clone(),
-            region: snapshot.this.region.clone(),
+            id: name.clone(),
+            region,
             http: self.public_url.clone(),
             sessions: self.session_count() as u32,
-            capacity,
-            cpu_permille: this_load.map_or(0, |l| l.cpu_permille),
+            capacity: self.config.limits.max_sessions.min(u32::MAX as usize) as u32,
+            cpu_permille,
             suspect: false,
             draining: self.draining(),
             failures: 0,
         }];
+        let Some(snapshot) = snapshot else {
+            return (name, candidates, Vec::new());
+        };
         let mut region_of: HashMap<u64, String> =
             HashMap::from([(snapshot.this.id.0, snapshot.this.region.clone())]);
         for (m, state) in &snapshot.members {
@@ -82,7 +81,15 @@ impl Shared {
                 })
             })
             .collect();
-        (snapshot.this.name, candidates, measured)
+        (name, candidates, measured)
+    }
+
+    /// This node's name as the cluster knows it (its certificate's, in a cluster).
+    pub fn node_name(&self) -> String {
+        match self.member_snapshot() {
+            Some(s) => s.this.name,
+            None => self.config.node.id.clone().unwrap_or_default(),
+        }
     }
 
     /// Every node that could take a session for a client in `region`, best first.
