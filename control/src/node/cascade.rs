@@ -14,7 +14,7 @@ use crate::cascade::catalog::TrackDescriptor;
 use crate::cascade::catalog::track_home;
 use crate::cascade::core::{Action, Cascade};
 use crate::cascade::handle::{CascadeHandle, Command, node_number};
-use crate::cascade::paths::{PathConfig, PathSelector, Route};
+use crate::cascade::paths::{PathConfig, PathSelector, PathStats, Route};
 use crate::cascade::shaper::{ShaperCommand, ShaperConfig, ShaperStats, TrackKind};
 use crate::cascade::speaker::{SpeakerChange, SpeakerConfig, SpeakerDetector};
 use crate::cascade::trust::LinkTrust;
@@ -25,7 +25,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use sluice_dataplane::link;
 use sluice_dataplane::router::{TrackId, UpstreamEvent};
 use sluice_state::membership::MemberState;
-use sluice_state::{Delivery, LoadSample, NodeId, NodeIdentity, Transmit, Transport};
+use sluice_state::{Delivery, LoadSample, LoadView, NodeId, NodeIdentity, Transmit, Transport};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -110,6 +110,17 @@ pub struct MemberSnapshot {
     pub loads: HashMap<u64, LoadSample>,
     /// Times each node was declared down within [`FAILURE_MEMORY`], by node number.
     pub failures: HashMap<u64, u32>,
+    /// Members declared down since this node started.
+    pub downs_total: u64,
+    /// How long ago this node received each other node's latest load report, by node
+    /// number: how far behind its view of that node may be.
+    pub report_age: HashMap<u64, Duration>,
+    /// The replicated state layer's counters (gossip bytes, rejected input, ...).
+    pub state: sluice_state::Stats,
+    /// Route changes of every pair, and the pairs relayed or unreachable now.
+    pub paths: PathStats,
+    /// How this node's media reaches each other node now, by node number.
+    pub routes: Vec<(u64, Route)>,
 }
 
 /// How long a node's going down counts against it in placement.
@@ -210,6 +221,11 @@ pub fn prepare(
         members: Vec::new(),
         loads: HashMap::new(),
         failures: HashMap::new(),
+        downs_total: 0,
+        report_age: HashMap::new(),
+        state: sluice_state::Stats::default(),
+        paths: PathStats::default(),
+        routes: Vec::new(),
     }));
     let mut state_cfg = sluice_state::NodeConfig::new(identity, Box::new(LinkTrust));
     state_cfg.seeds = c.seeds.clone();
@@ -262,6 +278,7 @@ pub fn spawn(
         load: LoadMeter::default(),
         load_at: None,
         failures: HashMap::new(),
+        downs_total: 0,
         paths: PathSelector::new(PathConfig::default()),
         dial_at: shared.config.cluster.dial.clone(),
         relays: HashMap::new(),
@@ -309,6 +326,7 @@ struct Driver {
     load_at: Option<Instant>,
     /// When each node was declared down, within [`FAILURE_MEMORY`].
     failures: HashMap<u64, VecDeque<Instant>>,
+    downs_total: u64,
     /// `cluster.dial`: where to reach members announcing these link addresses.
     dial_at: std::collections::BTreeMap<SocketAddr, SocketAddr>,
     /// Direct or relayed, per node pair, from the links' gossiped RTT and loss.
@@ -615,9 +633,14 @@ impl Driver {
             let state = self.cascade.state();
             let this = state.identity().clone();
             let members = state.member_view();
-            let mut loads: HashMap<u64, LoadSample> = members
+            let views: Vec<(u64, LoadView)> = members
                 .iter()
-                .filter_map(|(m, _)| Some((m.id.0, state.load_of(m.id, now)?.report.sample)))
+                .filter_map(|(m, _)| Some((m.id.0, state.load_of(m.id, now)?)))
+                .collect();
+            let report_age = views.iter().map(|(n, v)| (*n, v.age)).collect();
+            let mut loads: HashMap<u64, LoadSample> = views
+                .into_iter()
+                .map(|(n, v)| (n, v.report.sample))
                 .collect();
             loads.insert(this.id.0, self.load.last.clone());
             let micros = now.as_micros() as u64;
@@ -639,7 +662,16 @@ impl Driver {
                 }
             }
             self.failures.retain(|_, t| !t.is_empty());
+            let routes = members
+                .iter()
+                .map(|(m, _)| (m.id.0, self.paths.route(this.id, m.id)))
+                .collect();
             let snapshot = MemberSnapshot {
+                downs_total: self.downs_total,
+                report_age,
+                state: state.stats().clone(),
+                paths: self.paths.stats(),
+                routes,
                 this,
                 members,
                 loads,
@@ -914,6 +946,7 @@ impl Driver {
             }
             Action::MemberDown(id) => {
                 tracing::info!(node = %id, "cluster member down");
+                self.downs_total += 1;
                 self.failures
                     .entry(id.0)
                     .or_default()

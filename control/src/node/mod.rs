@@ -8,11 +8,12 @@ pub use drain::DrainStatus;
 mod link_media;
 mod load;
 mod media;
+pub use media::Media;
 mod peer;
 mod placement;
 mod sessions;
 
-pub use cascade::{CascadeCountersSnapshot, MemberSnapshot};
+pub use cascade::{CascadeCounters, CascadeCountersSnapshot, MemberSnapshot};
 pub use peer::{Peer, PeerState, Role};
 pub use sessions::{PostError, Posted};
 
@@ -22,7 +23,6 @@ use crate::config::{Driver, NodeConfig};
 use crate::dtls::DtlsIdentity;
 use crate::rooms::Rooms;
 use anyhow::Context;
-use media::Media;
 use sluice_dataplane::driver::{DriverConfig, DriverKind};
 use sluice_dataplane::router::{RouterConfig, RouterStats, SessionId};
 use std::collections::HashMap;
@@ -51,6 +51,27 @@ pub struct Shared {
     /// Cluster membership as the cascade last published it, when in a cluster.
     members: Option<cascade::SharedMembers>,
     drain: drain::DrainState,
+    /// What `/metrics` and `sluice status` read of the cascade, when in a cluster.
+    cluster: Option<ClusterView>,
+    /// Placement decisions on WHIP/WHEP POSTs, by outcome.
+    pub placements: PlacementCounters,
+}
+
+/// Live handles on the cascade's counters, shared with the driver and its threads.
+#[derive(Debug)]
+pub struct ClusterView {
+    pub endpoint: crate::cluster::LinkEndpoint,
+    pub counters: Arc<cascade::CascadeCounters>,
+    pub shaper: Arc<Mutex<crate::cascade::shaper::ShaperStats>>,
+}
+
+/// How POSTs were placed: kept here, redirected to a better node, or refused because no
+/// node could take them.
+#[derive(Debug, Default)]
+pub struct PlacementCounters {
+    pub here: AtomicU64,
+    pub redirected: AtomicU64,
+    pub full: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +94,15 @@ impl Shared {
         self.members
             .as_ref()
             .map(|m| m.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// The cascade's live counters and links, when this node is in a cluster.
+    pub fn cluster(&self) -> Option<&ClusterView> {
+        self.cluster.as_ref()
+    }
+
+    pub fn media(&self) -> &Media {
+        &self.media
     }
 
     /// Asks the cascade to follow `room` on the other nodes (no-op without a cluster).
@@ -186,6 +216,12 @@ impl Node {
             cascade: cascade.as_ref().map(|c| c.handle.clone()),
             members: cascade.as_ref().map(|c| c.view.clone()),
             drain: drain::DrainState::default(),
+            cluster: cascade.as_ref().map(|c| ClusterView {
+                endpoint: c.endpoint.clone(),
+                counters: c.counters.clone(),
+                shaper: c.shaper_stats.clone(),
+            }),
+            placements: PlacementCounters::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let app = crate::http::router(shared.clone());

@@ -110,6 +110,12 @@ impl Shared {
             &candidates,
             &measured,
         );
+        let counter = match &decision {
+            Decision::Here => &self.placements.here,
+            Decision::Redirect(_) => &self.placements.redirected,
+            Decision::Full => &self.placements.full,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Decision::Redirect(best) = &decision {
             tracing::info!(
                 region = region.unwrap_or("-"),

@@ -29,7 +29,10 @@ pub use ice::{IceCredentials, MAX_REMOTES_PER_SESSION, RouterEvent};
 pub use keyframe::is_keyframe;
 pub use session::NO_LAYER;
 pub use speech::SPEECH_INTERVAL;
-pub use stats::RouterStats;
+pub use stats::{
+    CallQuality, HISTOGRAM_BOUNDS, Histogram, JITTER_US_BOUNDS, LOSS_PPM_BOUNDS, RTT_US_BOUNDS,
+    RouterStats,
+};
 
 use crate::demux::{PacketKind, classify};
 use crate::engine::{

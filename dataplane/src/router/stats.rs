@@ -63,4 +63,65 @@ pub struct RouterStats {
     /// Link media for a track that is not a remote track homed here (unknown, removed,
     /// or published on this node).
     pub drop_link_unknown_track: u64,
+    /// What subscribers report about the streams we send them.
+    pub quality: CallQuality,
+}
+
+/// Reception quality as the participants experience it, from the report blocks of
+/// subscribers' RTCP receiver reports: one observation per block (per stream and
+/// report), so the distributions weigh every stream alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallQuality {
+    /// Fraction lost since the previous report, in parts per million.
+    pub loss_ppm: Histogram,
+    /// Interarrival jitter, in microseconds.
+    pub jitter_us: Histogram,
+    /// Round-trip time, from blocks that echo one of our sender reports, in microseconds.
+    pub rtt_us: Histogram,
+}
+
+/// Upper bounds of [`CallQuality::loss_ppm`]'s buckets (0, 0.5%, 1%, 2%, 5%, 10%, 20%,
+/// 50%); a last bucket holds the rest.
+pub const LOSS_PPM_BOUNDS: [u64; HISTOGRAM_BOUNDS] =
+    [0, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000];
+/// Upper bounds of [`CallQuality::jitter_us`]'s buckets (1 ms to 200 ms).
+pub const JITTER_US_BOUNDS: [u64; HISTOGRAM_BOUNDS] = [
+    1_000, 5_000, 10_000, 20_000, 30_000, 50_000, 100_000, 200_000,
+];
+/// Upper bounds of [`CallQuality::rtt_us`]'s buckets (10 ms to 1 s).
+pub const RTT_US_BOUNDS: [u64; HISTOGRAM_BOUNDS] = [
+    10_000, 25_000, 50_000, 100_000, 150_000, 250_000, 500_000, 1_000_000,
+];
+
+pub const HISTOGRAM_BOUNDS: usize = 8;
+
+/// A fixed-bucket histogram of integer observations: a few adds per RTCP report, no
+/// allocation, `Copy` so a snapshot is a plain copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last is above every bound.
+    pub buckets: [u64; HISTOGRAM_BOUNDS + 1],
+    pub count: u64,
+    pub sum: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, bounds: &[u64; HISTOGRAM_BOUNDS], value: u64) {
+        let i = bounds
+            .iter()
+            .position(|&b| value <= b)
+            .unwrap_or(HISTOGRAM_BOUNDS);
+        self.buckets[i] += 1;
+        self.count += 1;
+        self.sum = self.sum.saturating_add(value);
+    }
+
+    /// Adds another worker's observations.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum = self.sum.saturating_add(other.sum);
+    }
 }

@@ -5,7 +5,10 @@ use super::{CNAME, MAX_LAYERS, TWCC_MAX_STATUSES, TWCC_RING, choose_layer, ntp_m
 use crate::engine::{Micros, Output};
 use crate::router::session::{NO_LAYER, Session, Subscription};
 use crate::router::track::Track;
-use crate::router::{Router, RouterHandoff, SessionId, SessionIdx, TrackId, send_rtcp};
+use crate::router::{
+    JITTER_US_BOUNDS, LOSS_PPM_BOUNDS, RTT_US_BOUNDS, Router, RouterHandoff, SessionId, SessionIdx,
+    TrackId, send_rtcp,
+};
 use crate::rtcp::{ReportBlock, ReportBlocks, RtcpPacket};
 use crate::rtp::RtpPacket;
 
@@ -132,6 +135,17 @@ impl Router {
             sub.fb.rr_highest = Some(b.extended_highest_seq);
             expected += interval;
             lost += interval * u64::from(b.fraction_lost);
+            let quality = &mut self.stats.quality;
+            quality.loss_ppm.observe(
+                &LOSS_PPM_BOUNDS,
+                u64::from(b.fraction_lost) * 1_000_000 / 256,
+            );
+            if let Some(track) = self.tracks.get(sub.track).and_then(Option::as_ref)
+                && track.clock_rate > 0
+            {
+                let jitter = u64::from(b.jitter) * 1_000_000 / u64::from(track.clock_rate);
+                quality.jitter_us.observe(&JITTER_US_BOUNDS, jitter);
+            }
             if b.last_sr != 0 {
                 let rtt = ntp_mid32(ntp_time(now, config.ntp_offset))
                     .wrapping_sub(b.last_sr)
@@ -139,6 +153,7 @@ impl Router {
                 let rtt = (u64::from(rtt) * 1_000_000) >> 16;
                 if rtt < MAX_RTT_US {
                     sess.feedback.estimator.on_rtt(rtt);
+                    quality.rtt_us.observe(&RTT_US_BOUNDS, rtt);
                 }
             }
         }

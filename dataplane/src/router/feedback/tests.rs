@@ -649,4 +649,13 @@ fn reported_loss_moves_the_subscriber_down_a_layer_and_back_up_when_it_stops() {
     );
     assert!(switches[2].0 > 5_500_000 + FeedbackConfig::default().layer_up_hold);
     assert_eq!(s.h.router.subscription_layers(2, 9), Some((2, 2)));
+    // Every block landed in the call-quality distributions: 15 clean, one at 25%.
+    let q = s.h.router.stats().quality;
+    assert_eq!(q.loss_ppm.count, 16);
+    assert_eq!(q.loss_ppm.buckets[0], 15);
+    assert_eq!(q.loss_ppm.buckets[7], 1, "{:?}", q.loss_ppm);
+    assert_eq!(q.loss_ppm.sum, 250_000);
+    assert_eq!((q.jitter_us.count, q.jitter_us.buckets[0]), (16, 16));
+    // The blocks echo no SR, so no round trip was measured.
+    assert_eq!(q.rtt_us.count, 0);
 }
