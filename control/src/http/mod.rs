@@ -4,7 +4,9 @@
 
 mod cluster;
 mod error;
+mod health;
 mod rooms;
+mod status;
 mod whip;
 
 pub use error::ApiError;
@@ -40,8 +42,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/rooms/{room}", get(rooms::list))
         .route("/rooms/{room}/events", get(rooms::events))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/cluster", get(cluster::view))
         .route("/placement", get(cluster::placement))
+        .route("/status", get(status::view))
         .route(
             "/drain",
             get(cluster::drain_status)

@@ -4,9 +4,12 @@
 
 mod cascade;
 mod drain;
+mod health;
 pub use drain::DrainStatus;
+pub use health::Readiness;
 mod link_media;
 mod load;
+pub use load::process_cpu;
 mod media;
 pub use media::Media;
 mod peer;
@@ -78,6 +81,13 @@ pub struct PlacementCounters {
 pub struct Peers {
     by_session: HashMap<SessionId, Peer>,
     by_resource: HashMap<String, SessionId>,
+}
+
+impl Peers {
+    /// Every session on this node, connecting or connected.
+    pub fn iter(&self) -> impl Iterator<Item = &Peer> {
+        self.by_session.values()
+    }
 }
 
 impl Shared {
