@@ -28,6 +28,9 @@ enum Cmd {
     /// Drain a running node: it takes no new sessions, tells its clients to move to
     /// other nodes, and exits when empty or at the deadline. Run on the node's host.
     Drain(DrainArgs),
+    /// Show the cluster as a running node sees it: members, regions, load, links with
+    /// RTT and loss, routes, rooms.
+    Status(StatusArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(Bench),
@@ -45,6 +48,16 @@ struct DrainArgs {
     /// Call a drain off: the node takes sessions again.
     #[arg(long, conflicts_with = "deadline")]
     cancel: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// The node's HTTP base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Print the node's status document (JSON) instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +160,16 @@ fn main() -> ExitCode {
         },
         Cmd::Cluster(args) => sluice_control::cluster::local::run(&args),
         Cmd::Drain(args) => run_drain(&args),
+        Cmd::Status(args) => match sluice_control::status::run_command(&args.url, args.json) {
+            Ok(text) => {
+                println!("{}", text.trim_end());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice status: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Ca(cmd) => match sluice_control::cluster::run_ca_command(&cmd) {
             Ok(done) => {
                 println!("{done}");
