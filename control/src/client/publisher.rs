@@ -291,6 +291,12 @@ impl Publisher {
         }
     }
 
+    /// Sends `datagram` as is from this publisher's address, for tests that inject what
+    /// a broken or hostile client would send.
+    pub async fn send_raw(&self, datagram: &[u8]) -> Result<(), ClientError> {
+        self.transport.send(datagram).await
+    }
+
     /// Sends one audio packet (20 ms of "Opus": the bytes are sent as given).
     pub async fn send_audio(&mut self, payload: &[u8]) -> Result<(), ClientError> {
         let packet = {

@@ -18,7 +18,7 @@ use sluice_dataplane::rtp::{ExtensionIds, RtpPacket};
 use sluice_dataplane::srtp::SrtpContext;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// NACK each missing packet at most this often, at most this many per stream per report.
 const NACK_TRIES: u8 = 3;
@@ -88,6 +88,12 @@ struct State {
     keep_payloads: usize,
     remb: Option<u64>,
     stats: SubscriberStats,
+    /// Per stream: the middle 32 bits of the last sender report's NTP time and when it
+    /// arrived, echoed in our report blocks so the node can measure the round trip.
+    last_sr: HashMap<u32, (u32, Instant)>,
+    /// Per stream: (expected, received) at the previous report, for the fraction lost
+    /// over the interval (RFC 3550 A.3).
+    at_last_report: HashMap<u32, (i64, u64)>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -162,6 +168,13 @@ impl State {
         match self.inbound.unprotect_rtcp(buf) {
             Ok(n) => {
                 self.stats.rtcp.count(&buf[..n]);
+                let now = Instant::now();
+                for p in sluice_dataplane::rtcp::parse_compound(&buf[..n]).flatten() {
+                    if let sluice_dataplane::rtcp::RtcpPacket::SenderReport(sr) = p {
+                        self.last_sr
+                            .insert(sr.ssrc, ((sr.ntp_time >> 16) as u32, now));
+                    }
+                }
             }
             Err(_) => self.stats.srtp_errors += 1,
         }
@@ -170,18 +183,44 @@ impl State {
     /// A receiver report for every stream, NACKs for what is missing, and a PLI for
     /// `pli`; protected, ready to send.
     fn report(&mut self, nack: bool, pli: Option<u32>) -> Option<Vec<u8>> {
+        let now = Instant::now();
         let blocks: Vec<ReportBlock> = self
             .streams
             .values()
             .take(MAX_BLOCKS)
-            .map(|t| ReportBlock {
-                ssrc: t.stats.ssrc,
-                fraction_lost: 0,
-                cumulative_lost: t.cumulative_lost().clamp(-0x80_0000, 0x7f_ffff) as i32,
-                extended_highest_seq: t.extended_highest(),
-                jitter: 0,
-                last_sr: 0,
-                delay_since_last_sr: 0,
+            .map(|t| {
+                let ssrc = t.stats.ssrc;
+                let expected = t.cumulative_lost() + t.stats.packets as i64;
+                let (prev_expected, prev_received) = self
+                    .at_last_report
+                    .insert(ssrc, (expected, t.stats.packets))
+                    .unwrap_or((0, 0));
+                let expected_interval = expected - prev_expected;
+                let lost_interval =
+                    expected_interval - t.stats.packets.saturating_sub(prev_received) as i64;
+                let fraction_lost = if expected_interval > 0 && lost_interval > 0 {
+                    ((lost_interval << 8) / expected_interval).min(255) as u8
+                } else {
+                    0
+                };
+                let (last_sr, delay_since_last_sr) = match self.last_sr.get(&ssrc) {
+                    // The delay in units of 1/65536 s.
+                    Some(&(mid, at)) => (
+                        mid,
+                        ((now - at).as_micros() as u64 * 65_536 / 1_000_000) as u32,
+                    ),
+                    None => (0, 0),
+                };
+                ReportBlock {
+                    ssrc,
+                    fraction_lost,
+                    cumulative_lost: t.cumulative_lost().clamp(-0x80_0000, 0x7f_ffff) as i32,
+                    extended_highest_seq: t.extended_highest(),
+                    // Not measured: the client does not keep arrival times.
+                    jitter: 0,
+                    last_sr,
+                    delay_since_last_sr,
+                }
             })
             .collect();
         let mut buf = vec![0u8; 1400];
@@ -309,6 +348,8 @@ impl Subscriber {
             keep_payloads: opts.keep_payloads,
             remb: opts.remb,
             stats: SubscriberStats::default(),
+            last_sr: HashMap::new(),
+            at_last_report: HashMap::new(),
         }));
         let transport = established.transport;
         let tasks = vec![

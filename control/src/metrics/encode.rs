@@ -27,8 +27,11 @@ fn two(k1: &'static str, v1: impl ToString, k2: &'static str, v2: impl ToString)
     vec![(k1, v1.to_string()), (k2, v2.to_string())]
 }
 
+/// Where a drop reason is counted, in a worker's I/O or router counters.
+type DropCount = fn(&WorkerStats, &RouterStats) -> u64;
+
 /// Each drop reason an operator can tell apart, and where it is counted.
-pub const DROP_REASONS: &[(&str, fn(&WorkerStats, &RouterStats) -> u64)] = &[
+pub const DROP_REASONS: &[(&str, DropCount)] = &[
     ("srtp_auth", |_, r| r.drop_srtp_auth),
     ("replay", |_, r| r.drop_replay),
     ("unknown_session", |_, r| r.drop_unknown_session),
