@@ -28,6 +28,35 @@ pub fn track_home(track: TrackId) -> u64 {
     (track >> COUNTER_BITS) & ((1 << NODE_ID_BITS) - 1)
 }
 
+/// A global track id as logs print it, in the `stream` field: 16 hex digits, the same on
+/// every node a stream passes (its publisher's, the relays', its subscribers'), so one
+/// search over all nodes' logs follows it. Fixed width, so a search for one id never
+/// matches a longer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamId(pub TrackId);
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Several stream ids in one log field (`streams`), comma-separated.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamIds<'a>(pub &'a [TrackId]);
+
+impl std::fmt::Display for StreamIds<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, t) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            StreamId(*t).fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerDescriptor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -272,6 +301,18 @@ mod tests {
         assert_ne!(global_track_id(1, 5), global_track_id(2, 5));
         // Exact as a JavaScript number.
         assert!(global_track_id(0xFF_FFFF, u64::MAX) < 1 << 53);
+    }
+
+    #[test]
+    fn stream_ids_print_fixed_width_hex() {
+        let id = global_track_id(0xAB_CDEF, 5);
+        assert_eq!(StreamId(id).to_string(), format!("{id:016x}"));
+        assert_eq!(StreamId(1).to_string(), "0000000000000001");
+        assert_eq!(
+            StreamIds(&[1, 0x2a]).to_string(),
+            "0000000000000001,000000000000002a"
+        );
+        assert_eq!(StreamIds(&[]).to_string(), "");
     }
 
     #[test]

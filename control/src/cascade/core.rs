@@ -7,7 +7,7 @@
 //! traffic and time, carries its transmits, and applies its [`Action`]s to the media plane
 //! and the local room registry.
 
-use super::catalog::{METADATA_PREFIX, TrackDescriptor};
+use super::catalog::{METADATA_PREFIX, StreamId, TrackDescriptor, track_home};
 use crate::rooms::PublisherInfo;
 use crate::sdp::SourceTrack;
 use sluice_dataplane::router::TrackId;
@@ -156,15 +156,36 @@ impl Cascade {
             .unwrap_or_default()
     }
 
-    fn check<T, E: std::fmt::Display>(&mut self, r: Result<T, E>, what: &str) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.stats.state_errors += 1;
-                tracing::warn!(error = %e, "cascade: cannot {what}");
-                None
+    /// Counts and logs a write the state layer refused, with the room and the stream it
+    /// was about.
+    fn check<T, E: std::fmt::Display>(
+        &mut self,
+        r: Result<T, E>,
+        room: &str,
+        stream: Option<TrackId>,
+        what: &str,
+    ) -> Option<T> {
+        let e = match r {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        self.stats.state_errors += 1;
+        match stream {
+            Some(t) => {
+                tracing::warn!(%room, stream = %StreamId(t), error = %e, "cascade: cannot {what}")
             }
+            None => tracing::warn!(%room, error = %e, "cascade: cannot {what}"),
         }
+        None
+    }
+
+    /// A node's name for logs; its number when it is no member (any more).
+    fn name_of(&self, id: NodeId) -> String {
+        self.state
+            .members()
+            .into_iter()
+            .find(|m| m.id == id && !m.name.is_empty())
+            .map_or_else(|| id.to_string(), |m| m.name)
     }
 
     /// A local publisher's media is flowing: its tracks go into the room document.
@@ -176,12 +197,15 @@ impl Cascade {
         tracks: &[TrackDescriptor],
     ) {
         let r = self.state.join_room(now, room, publisher);
-        self.check(r, "join a room");
+        self.check(r, room, None, "join a room");
         let home = self.id();
         for d in tracks {
             let key = format!("{METADATA_PREFIX}{}", d.id);
             let r = self.state.set_room_metadata(now, room, &key, &d.to_json());
-            if self.check(r, "describe a track").is_none() {
+            if self
+                .check(r, room, Some(d.id), "describe a track")
+                .is_none()
+            {
                 continue;
             }
             let track = Track {
@@ -202,7 +226,7 @@ impl Cascade {
                     .collect(),
             };
             let r = self.state.publish_track(now, room, track);
-            self.check(r, "publish a track");
+            self.check(r, room, Some(d.id), "publish a track");
         }
         self.after_state(now);
     }
@@ -210,10 +234,10 @@ impl Cascade {
     pub fn unpublish(&mut self, now: Duration, room: &str, publisher: &str, tracks: &[TrackId]) {
         for t in tracks {
             let r = self.state.unpublish_track(now, room, &t.to_string());
-            self.check(r, "unpublish a track");
+            self.check(r, room, Some(*t), "unpublish a track");
         }
         let r = self.state.leave_room(now, room, publisher);
-        self.check(r, "leave a room");
+        self.check(r, room, None, "leave a room");
         self.after_state(now);
     }
 
@@ -237,18 +261,31 @@ impl Cascade {
                 .or_insert_with(|| (room.to_owned(), 0, layers.clone()));
             entry.1 += 1;
             if entry.1 == 1 {
+                tracing::info!(
+                    %room,
+                    stream = %StreamId(track),
+                    home = %self.name_of(NodeId(track_home(track))),
+                    layers = layers.len(),
+                    "stream wanted from its home node"
+                );
                 for &l in &layers {
                     let r = self.state.subscribe(now, room, &id, l);
-                    self.check(r, "subscribe");
+                    self.check(r, room, Some(track), "subscribe");
                 }
             }
         } else if let Some(entry) = self.wanted.get_mut(&track) {
             entry.1 = entry.1.saturating_sub(1);
             if entry.1 == 0 {
                 let (room, _, layers) = self.wanted.remove(&track).unwrap_or_default();
+                tracing::info!(
+                    %room,
+                    stream = %StreamId(track),
+                    home = %self.name_of(NodeId(track_home(track))),
+                    "stream no longer wanted from its home node"
+                );
                 for l in layers {
                     let r = self.state.unsubscribe(now, &room, &id, l);
-                    self.check(r, "unsubscribe");
+                    self.check(r, &room, Some(track), "unsubscribe");
                 }
             }
         }
@@ -261,7 +298,7 @@ impl Cascade {
     pub fn watch(&mut self, now: Duration, room: &str) {
         if self.watching.insert(room.to_owned()) {
             let r = self.state.join_room(now, room, &self.watcher_id());
-            self.check(r, "watch a room");
+            self.check(r, room, None, "watch a room");
             self.after_state(now);
         }
     }
@@ -269,7 +306,7 @@ impl Cascade {
     pub fn unwatch(&mut self, now: Duration, room: &str) {
         if self.watching.remove(room) {
             let r = self.state.leave_room(now, room, &self.watcher_id());
-            self.check(r, "stop watching a room");
+            self.check(r, room, None, "stop watching a room");
             self.after_state(now);
         }
     }
@@ -393,11 +430,21 @@ impl Cascade {
         let have = self.relaying.remove(room).unwrap_or_default();
         let stops = have
             .difference(&want)
-            .map(|&(via, to, track, layer)| Action::RelayStop {
-                via,
-                to,
-                track,
-                layer,
+            .map(|&(via, to, track, layer)| {
+                tracing::info!(
+                    %room,
+                    stream = %StreamId(track),
+                    layer,
+                    via = %self.name_of(via),
+                    to = %self.name_of(to),
+                    "stream no longer relayed"
+                );
+                Action::RelayStop {
+                    via,
+                    to,
+                    track,
+                    layer,
+                }
             })
             .collect();
         let mut kept = BTreeSet::new();
@@ -411,6 +458,14 @@ impl Cascade {
             let Some(d) = descriptors.get(&track) else {
                 continue;
             };
+            tracing::info!(
+                %room,
+                stream = %StreamId(track),
+                layer,
+                via = %self.name_of(via),
+                to = %self.name_of(to),
+                "stream relayed"
+            );
             self.actions.push_back(Action::RelayStart {
                 via,
                 to,
@@ -428,11 +483,26 @@ impl Cascade {
 
     fn diff_sending(&mut self, room: &str, want: BTreeSet<(TrackId, NodeId, u8)>) {
         let have = self.sending.remove(room).unwrap_or_default();
+        // `node` is the next hop: the subscribing node, or the relay toward it.
         for &(track, node, layer) in have.difference(&want) {
+            tracing::info!(
+                %room,
+                stream = %StreamId(track),
+                layer,
+                to = %self.name_of(node),
+                "stream no longer sent over link"
+            );
             self.actions
                 .push_back(Action::LinkUnsubscribe { track, node, layer });
         }
         for &(track, node, layer) in want.difference(&have) {
+            tracing::info!(
+                %room,
+                stream = %StreamId(track),
+                layer,
+                to = %self.name_of(node),
+                "stream sent over link"
+            );
             self.actions
                 .push_back(Action::LinkSubscribe { track, node, layer });
         }

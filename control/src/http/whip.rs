@@ -3,7 +3,7 @@
 
 use super::ApiError;
 use crate::auth::Action;
-use crate::node::{Posted, Shared};
+use crate::node::{PostError, Posted, Shared};
 use crate::placement::Decision;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -100,6 +100,19 @@ fn placement(shared: &Shared, uri: &Uri, headers: &HeaderMap) -> Option<Response
     Some(resp)
 }
 
+/// Logs a POST the node refused after admitting it. A full node is worth a warning; an
+/// unknown room or publisher is what clients poll through while state spreads.
+fn refused(room: &str, publisher: Option<&str>, role: &str, e: PostError) -> ApiError {
+    let publisher = publisher.unwrap_or("");
+    match &e {
+        PostError::OverCapacity(_) => {
+            tracing::warn!(%room, publisher, role, error = %e, "session refused")
+        }
+        _ => tracing::debug!(%room, publisher, role, error = %e, "session refused"),
+    }
+    e.into()
+}
+
 fn created(shared: &Shared, posted: Posted) -> Response {
     let location = format!("{}/resources/{}", shared.public_url, posted.resource);
     let mut resp = (StatusCode::CREATED, posted.answer).into_response();
@@ -128,7 +141,9 @@ pub async fn publish(
     if let Some(redirect) = placement(&shared, &uri, &headers) {
         return Ok(redirect);
     }
-    let posted = shared.post_publish(&room, &body)?;
+    let posted = shared
+        .post_publish(&room, &body)
+        .map_err(|e| refused(&room, None, "publisher", e))?;
     Ok(created(&shared, posted))
 }
 
@@ -146,7 +161,9 @@ pub async fn subscribe(
     shared
         .await_remote(&room, |r| r.publisher(&room, &publisher).is_some())
         .await;
-    let posted = shared.post_subscribe(&room, Some(&publisher), &body)?;
+    let posted = shared
+        .post_subscribe(&room, Some(&publisher), &body)
+        .map_err(|e| refused(&room, Some(&publisher), "subscriber", e))?;
     Ok(created(&shared, posted))
 }
 
@@ -164,7 +181,9 @@ pub async fn subscribe_latest(
     shared
         .await_remote(&room, |r| r.latest_publisher(&room).is_some())
         .await;
-    let posted = shared.post_subscribe(&room, None, &body)?;
+    let posted = shared
+        .post_subscribe(&room, None, &body)
+        .map_err(|e| refused(&room, None, "subscriber", e))?;
     Ok(created(&shared, posted))
 }
 
@@ -176,6 +195,7 @@ pub async fn delete(
     if shared.close_resource(&id, "DELETE") {
         Ok(StatusCode::OK)
     } else {
+        tracing::debug!(session = %id, "DELETE of an unknown resource");
         Err(ApiError::new(StatusCode::NOT_FOUND, "unknown resource"))
     }
 }

@@ -10,8 +10,8 @@
 
 use super::load::{LOAD_INTERVAL, LoadMeter};
 use super::{Shared, link_media};
-use crate::cascade::catalog::TrackDescriptor;
 use crate::cascade::catalog::track_home;
+use crate::cascade::catalog::{StreamId, StreamIds, TrackDescriptor};
 use crate::cascade::core::{Action, Cascade};
 use crate::cascade::handle::{CascadeHandle, Command, node_number};
 use crate::cascade::paths::{PathConfig, PathSelector, PathStats, Route};
@@ -762,10 +762,33 @@ impl Driver {
             if media.add_remote_track(d.track_config()).is_ok() {
                 self.relay_installed.insert(track);
             }
-            if media.link_subscribe(track, to as u32, layer).is_ok() {
-                self.relays.entry(track).or_default().insert((to, layer));
+            // The relay message names no room: this node may hold no part of it.
+            match media.link_subscribe(track, to as u32, layer) {
+                Ok(()) => {
+                    tracing::info!(
+                        stream = %StreamId(track),
+                        layer,
+                        home = %self.name_of(track_home(track)),
+                        to = %self.name_of(to),
+                        "relaying stream"
+                    );
+                    self.relays.entry(track).or_default().insert((to, layer));
+                }
+                Err(e) => tracing::warn!(
+                    stream = %StreamId(track),
+                    layer,
+                    to = %self.name_of(to),
+                    error = %e,
+                    "cannot relay stream"
+                ),
             }
         } else {
+            tracing::info!(
+                stream = %StreamId(track),
+                layer,
+                to = %self.name_of(to),
+                "no longer relaying stream"
+            );
             let _ = media.link_unsubscribe(track, to as u32, layer);
             if let Some(set) = self.relays.get_mut(&track) {
                 set.remove(&(to, layer));
@@ -779,6 +802,13 @@ impl Driver {
         }
         let n: usize = self.relays.values().map(BTreeSet::len).sum();
         self.counters.relays.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// A node's name for logs, while it has a link; its number otherwise.
+    fn name_of(&self, node: u64) -> String {
+        self.names
+            .get(&node)
+            .map_or_else(|| NodeId(node).to_string(), |n| n.to_string())
     }
 
     /// Measures this node's load and hands it to the load gossip.
@@ -893,10 +923,21 @@ impl Driver {
         };
         match action {
             Action::LinkSubscribe { track, node, layer } => {
-                let _ = shared
+                // The core logged the decision, with the room. Refused when the track
+                // went in between (its publisher left).
+                if let Err(e) = shared
                     .media
                     .lock()
-                    .link_subscribe(track, node.0 as u32, layer);
+                    .link_subscribe(track, node.0 as u32, layer)
+                {
+                    tracing::info!(
+                        stream = %StreamId(track),
+                        layer,
+                        to = %self.name_of(node.0),
+                        error = %e,
+                        "cannot send a stream over its link"
+                    );
+                }
             }
             Action::LinkUnsubscribe { track, node, layer } => {
                 let _ = shared
@@ -905,22 +946,52 @@ impl Driver {
                     .link_unsubscribe(track, node.0 as u32, layer);
             }
             Action::RemotePublisherJoined { room, publisher } => {
+                let home = self.name_of(publisher.home.0);
                 {
                     let mut media = shared.media.lock();
                     for d in &publisher.tracks {
                         // A track installed to relay it now serves this room too.
                         self.relay_installed.remove(&d.id);
-                        if let Err(e) = media.add_remote_track(d.track_config()) {
-                            tracing::debug!(track = d.id, error = %e, "remote track not added");
+                        match media.add_remote_track(d.track_config()) {
+                            Ok(()) => tracing::info!(
+                                %room,
+                                stream = %StreamId(d.id),
+                                publisher = %publisher.id,
+                                %home,
+                                kind = %d.kind,
+                                "remote stream installed"
+                            ),
+                            // Already there: installed for a relay, or listed before.
+                            Err(e) => tracing::debug!(
+                                %room,
+                                stream = %StreamId(d.id),
+                                error = %e,
+                                "remote track not added"
+                            ),
                         }
                     }
                 }
-                tracing::info!(%room, publisher = %publisher.id, home = %publisher.home, "remote publisher listed");
+                let ids: Vec<TrackId> = publisher.tracks.iter().map(|d| d.id).collect();
+                tracing::info!(
+                    %room,
+                    publisher = %publisher.id,
+                    %home,
+                    streams = %StreamIds(&ids),
+                    "remote publisher listed"
+                );
                 shared
                     .rooms()
                     .add_publisher(&room, publisher.info(), publisher.sources());
             }
             Action::RemotePublisherLeft { room, publisher } => {
+                let ids: Vec<TrackId> = publisher.tracks.iter().map(|d| d.id).collect();
+                tracing::info!(
+                    %room,
+                    publisher = %publisher.id,
+                    home = %self.name_of(publisher.home.0),
+                    streams = %StreamIds(&ids),
+                    "remote publisher unlisted"
+                );
                 shared.rooms().remove_publisher(&room, &publisher.id);
                 let mut media = shared.media.lock();
                 for d in &publisher.tracks {

@@ -70,6 +70,15 @@ impl Peer {
         }
     }
 
+    /// The publisher this session is about: its own id for a publisher, the one it
+    /// watches for a subscriber.
+    pub fn publisher(&self) -> &str {
+        match &self.role {
+            Role::Publisher { id, .. } => id,
+            Role::Subscriber { publisher, .. } => publisher,
+        }
+    }
+
     /// Records an ICE check; a nominated pair wins over one that merely worked.
     pub fn on_ice_checked(&mut self, worker: WorkerId, remote: SocketAddr, nominated: bool) {
         match self.selected {

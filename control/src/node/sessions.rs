@@ -4,7 +4,7 @@
 
 use super::Shared;
 use super::peer::{Peer, PeerState, Role};
-use crate::cascade::catalog::{TrackDescriptor, global_track_id, track_home};
+use crate::cascade::catalog::{StreamId, StreamIds, TrackDescriptor, global_track_id, track_home};
 use crate::cascade::handle::Command;
 use crate::dtls::{self, ExpectedFingerprint, SendFn, SrtpSessionKeys};
 use crate::rooms::{PublisherInfo, TrackInfo};
@@ -102,13 +102,16 @@ impl Shared {
             local_pwd: pwd,
             remote_ufrag: peer.remote_ufrag.clone(),
         };
+        // Every line about a session names it by its resource id (what the client's
+        // resource URL ends with) and its room.
         tracing::info!(
             room = %peer.room,
-            session = peer.session,
-            resource = %peer.resource,
-            kind = peer.kind(),
+            session = %peer.resource,
+            role = peer.kind(),
+            publisher = peer.publisher(),
             "session offered"
         );
+        let (room, resource) = (peer.room.clone(), peer.resource.clone());
         {
             let mut peers = self.peers();
             peers
@@ -117,7 +120,7 @@ impl Shared {
             peers.by_session.insert(peer.session, peer);
         }
         if let Err(e) = self.media.lock().add_ice(creds) {
-            tracing::error!(error = %e, "cannot install ICE credentials");
+            tracing::error!(%room, session = %resource, error = %e, "cannot install ICE credentials");
         }
     }
 
@@ -240,13 +243,34 @@ impl Shared {
             peers.by_resource.remove(&peer.resource);
             peer
         };
+        let connected = peer.state == PeerState::Connected;
+        let streams: Vec<u64> = match &peer.role {
+            Role::Publisher { track_ids, .. } => track_ids.clone(),
+            Role::Subscriber { plan, .. } if connected => plan.iter().map(|s| s.track_id).collect(),
+            Role::Subscriber { .. } => Vec::new(),
+        };
         tracing::info!(
             room = %peer.room,
-            session,
-            kind = peer.kind(),
+            session = %peer.resource,
+            role = peer.kind(),
+            publisher = peer.publisher(),
+            streams = %StreamIds(&streams),
             reason = why,
             "session ended"
         );
+        let what = match peer.role {
+            Role::Publisher { .. } => "stream unpublished",
+            Role::Subscriber { .. } => "stream unsubscribed",
+        };
+        for &t in &streams {
+            tracing::info!(
+                room = %peer.room,
+                session = %peer.resource,
+                stream = %StreamId(t),
+                reason = why,
+                "{what}"
+            );
+        }
         match &peer.role {
             Role::Publisher { id, track_ids, .. } => {
                 self.rooms().remove_publisher(&peer.room, id);
@@ -303,6 +327,7 @@ impl Shared {
                     let Some(p) = peers.by_session.get_mut(&session) else {
                         return;
                     };
+                    let names = (p.room.clone(), p.resource.clone());
                     p.on_ice_checked(worker, remote, nominated);
                     // A client may nominate another pair after connecting (a multi-homed
                     // host picking a better local address): media follows the nomination.
@@ -312,12 +337,12 @@ impl Shared {
                     if moved {
                         p.remote = Some(remote);
                     }
-                    moved
+                    moved.then_some(names)
                 };
-                if moved {
-                    tracing::info!(session, %remote, "client nominated a new candidate pair");
+                if let Some((room, resource)) = moved {
+                    tracing::info!(%room, session = %resource, %remote, "client nominated a new candidate pair");
                     if let Err(e) = self.media.lock().rebind_session(session, remote) {
-                        tracing::warn!(session, error = %e, "cannot move the session");
+                        tracing::warn!(%room, session = %resource, error = %e, "cannot move the session");
                     }
                 }
             }
@@ -358,6 +383,7 @@ impl Shared {
         let _ = tx.try_send(pkt);
         peer.dtls_in = Some(tx);
         let expected = peer.fingerprint.clone();
+        let (room, resource) = (peer.room.clone(), peer.resource.clone());
         drop(peers);
         let weak = Arc::downgrade(self);
         let send: SendFn = Arc::new(move |record: Bytes| {
@@ -376,7 +402,7 @@ impl Shared {
             match result {
                 Ok((keys, dtls)) => shared.establish(session, worker, remote, keys, dtls),
                 Err(e) => {
-                    tracing::warn!(session, %remote, error = %e, "DTLS handshake failed");
+                    tracing::warn!(%room, session = %resource, %remote, error = %e, "DTLS handshake failed");
                     shared.close_session(session, "DTLS handshake failed");
                 }
             }
@@ -414,13 +440,20 @@ impl Shared {
             rtcp_ssrc: rand::rng().random::<u32>() | 1,
         };
         if let Err(e) = media.add_session(config) {
-            tracing::error!(session, error = %e, "cannot install session");
+            tracing::error!(room = %peer.room, session = %peer.resource, error = %e, "cannot install session");
             return;
         }
         peer.state = PeerState::Connected;
         peer.remote = Some(remote);
         peer.dtls = Some(dtls);
-        tracing::info!(room = %peer.room, session, %remote, kind = peer.kind(), "session connected");
+        tracing::info!(
+            room = %peer.room,
+            session = %peer.resource,
+            %remote,
+            role = peer.kind(),
+            publisher = peer.publisher(),
+            "session connected"
+        );
         match &mut peer.role {
             Role::Publisher {
                 id,
@@ -444,9 +477,25 @@ impl Shared {
                         layers: t.layers.clone(),
                     };
                     if let Err(e) = media.add_track(cfg) {
-                        tracing::error!(session, error = %e, "cannot announce track");
+                        tracing::error!(
+                            room = %peer.room,
+                            session = %peer.resource,
+                            stream = %StreamId(track_id),
+                            error = %e,
+                            "cannot announce track"
+                        );
                         continue;
                     }
+                    tracing::info!(
+                        room = %peer.room,
+                        session = %peer.resource,
+                        publisher = %id,
+                        stream = %StreamId(track_id),
+                        kind = t.kind.as_str(),
+                        codec = %t.codec.name,
+                        layers = t.layers.len(),
+                        "stream published"
+                    );
                     track_ids.push(track_id);
                     infos.push(TrackInfo {
                         id: track_id,
@@ -486,9 +535,9 @@ impl Shared {
                 }
             }
             Role::Subscriber {
+                publisher,
                 plan,
                 remote_tracks,
-                ..
             } => {
                 let mut rng = rand::rng();
                 for s in plan.iter() {
@@ -506,11 +555,29 @@ impl Shared {
                     };
                     if let Err(e) = media.subscribe(cfg) {
                         // The publisher left between the answer and the handshake.
-                        tracing::info!(session, track = s.track_id, error = %e, "track gone");
+                        tracing::info!(
+                            room = %peer.room,
+                            session = %peer.resource,
+                            stream = %StreamId(s.track_id),
+                            error = %e,
+                            "track gone"
+                        );
                         continue;
                     }
+                    let far = self
+                        .cascade
+                        .as_ref()
+                        .is_some_and(|c| track_home(s.track_id) != c.node());
+                    tracing::info!(
+                        room = %peer.room,
+                        session = %peer.resource,
+                        publisher = %publisher,
+                        stream = %StreamId(s.track_id),
+                        remote = far,
+                        "stream subscribed"
+                    );
                     if let Some(c) = &self.cascade
-                        && track_home(s.track_id) != c.node()
+                        && far
                     {
                         remote_tracks.push(s.track_id);
                         c.send(Command::Want {
