@@ -149,6 +149,35 @@ async fn status_of_a_three_node_cluster_shows_every_member_and_link() {
     drop(publisher);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_cluster_shows_itself_and_its_rooms() {
+    let config: sluice_control::config::NodeConfig = toml::from_str(
+        "[node]\nid = \"solo\"\nregion = \"lab\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [media]\nbind = \"127.0.0.1:0\"\nworkers = 1\n",
+    )
+    .unwrap();
+    let node = sluice_control::node::Node::start(config).await.unwrap();
+    let _publisher = client::publish(&node.base_url(), "lab-room", &ClientOptions::default())
+        .await
+        .expect("publish");
+    let doc = get_status(&node.base_url()).await.expect("GET /status");
+    assert_eq!(doc.this, "solo");
+    assert_eq!(doc.members.len(), 1);
+    let me = &doc.members[0];
+    assert!(me.is_self && me.number.is_none() && me.route.is_none());
+    assert_eq!((me.name.as_str(), me.region.as_str()), ("solo", "lab"));
+    assert_eq!(
+        me.load.as_ref().map(|l| (l.sessions, l.draining)),
+        Some((1, false))
+    );
+    assert!(doc.links.is_empty() && doc.mesh.is_empty());
+    assert_eq!(doc.rooms.len(), 1);
+    assert_eq!(
+        (doc.rooms[0].name.as_str(), doc.rooms[0].publishers),
+        ("lab-room", 1)
+    );
+}
+
 #[test]
 fn an_unreachable_node_is_a_clear_error() {
     // A port nobody listens on: bind one, note it, let it go.
