@@ -475,50 +475,346 @@ fn configuration_doc() -> String {
     std::fs::read_to_string(path).expect("docs/configuration.md exists")
 }
 
-#[test]
-fn every_key_is_documented_and_every_documented_key_exists() {
-    let doc = configuration_doc();
-    // JSON keeps `None` fields (as null), so optional keys are listed too.
+/// The header every key table in docs/configuration.md has.
+const TABLE_HEADER: [&str; 5] = ["Key", "Type", "Default", "Flag", "Effect"];
+
+/// One key's row of a table in docs/configuration.md.
+#[derive(Debug)]
+struct DocRow {
+    key: String,
+    ty: String,
+    default: String,
+    flag: String,
+    effect: String,
+}
+
+/// The cells of a Markdown table line; `\|` is a pipe inside a cell.
+fn cells(line: &str) -> Vec<String> {
+    let line = line.trim().trim_start_matches('|').trim_end_matches('|');
+    line.replace("\\|", "\u{0}")
+        .split('|')
+        .map(|c| c.trim().replace('\u{0}', "|"))
+        .collect()
+}
+
+/// Every row whose first cell is a backticked key ("| `media.bind` | ..."), checking
+/// that its table has the standard header and that it has all five cells.
+fn doc_rows(doc: &str) -> Result<Vec<DocRow>, String> {
+    let mut rows = Vec::new();
+    let mut header: Vec<String> = Vec::new();
+    for line in doc.lines().filter(|l| l.starts_with('|')) {
+        let c = cells(line);
+        if !line.starts_with("| `") {
+            // A header line, or the |---| line under it.
+            if !c.iter().all(|x| x.chars().all(|ch| ch == '-' || ch == ':')) {
+                header = c;
+            }
+            continue;
+        }
+        let key = c[0].trim_matches('`').to_owned();
+        if header != TABLE_HEADER {
+            return Err(format!(
+                "the table of `{key}` has header {header:?}, not {TABLE_HEADER:?}"
+            ));
+        }
+        let [_, ty, default, flag, effect] = c.as_slice() else {
+            return Err(format!("`{key}`: {} cells, not 5: {line}", c.len()));
+        };
+        rows.push(DocRow {
+            key,
+            ty: ty.clone(),
+            default: default.clone(),
+            flag: flag.clone(),
+            effect: effect.clone(),
+        });
+    }
+    Ok(rows)
+}
+
+/// The value at a dotted key (`media.bind`) of a serialized config.
+fn at<'a>(value: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    value
+        .pointer(&format!("/{}", key.replace('.', "/")))
+        .unwrap_or_else(|| panic!("{key} is not in the serialized config"))
+}
+
+/// The rule for a Default cell. It starts with either
+/// - a backticked TOML literal (`` `4194304` (4 MiB) ``), which must equal the
+///   serialized default (text after the literal explains it);
+/// - `none`, for a key whose default is unset (`None`), followed by what unset means;
+/// - `empty`, for an empty list or table.
+fn check_default(key: &str, cell: &str, default: &serde_json::Value) -> Result<(), String> {
+    if let Some(rest) = cell.strip_prefix('`') {
+        let literal = rest
+            .split('`')
+            .next()
+            .filter(|_| rest.contains('`'))
+            .ok_or_else(|| format!("`{key}`: unclosed ` in default {cell:?}"))?;
+        let parsed: toml::Table = toml::from_str(&format!("v = {literal}"))
+            .map_err(|e| format!("`{key}`: default `{literal}` is not a TOML value: {e}"))?;
+        let documented = serde_json::to_value(&parsed["v"]).map_err(|e| e.to_string())?;
+        if &documented != default {
+            return Err(format!(
+                "`{key}`: the doc says the default is `{literal}`, the code says {default}"
+            ));
+        }
+        Ok(())
+    } else if cell.starts_with("none") {
+        if default.is_null() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{key}`: the doc says none, the code's default is {default}"
+            ))
+        }
+    } else if cell.starts_with("empty") {
+        let empty = match default {
+            serde_json::Value::Array(a) => a.is_empty(),
+            serde_json::Value::Object(o) => o.is_empty(),
+            serde_json::Value::String(s) => s.is_empty(),
+            _ => false,
+        };
+        if empty {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{key}`: the doc says empty, the code's default is {default}"
+            ))
+        }
+    } else {
+        Err(format!(
+            "`{key}`: default {cell:?} must start with a `literal`, \"none\" or \"empty\""
+        ))
+    }
+}
+
+/// Unit words a key's name promises its Type cell will spell out.
+const UNIT_SUFFIXES: [(&str, &str); 4] = [
+    ("_secs", "seconds"),
+    ("_ms", "milliseconds"),
+    ("_bytes", "bytes"),
+    ("_bps", "bits per second"),
+];
+
+/// The rule for a Type cell: not empty; a number says what it counts or measures
+/// ("integer, seconds", "integer, sessions"); a key named for a unit names it in full.
+fn check_type(key: &str, ty: &str, default: &serde_json::Value) -> Result<(), String> {
+    if ty.is_empty() || ty == "—" {
+        return Err(format!("`{key}`: no type"));
+    }
+    let counts = ty.strip_prefix("integer, ").unwrap_or_default();
+    if default.is_number() && counts.is_empty() {
+        return Err(format!(
+            "`{key}`: type {ty:?} must read \"integer, <unit or what it counts>\""
+        ));
+    }
+    for (suffix, unit) in UNIT_SUFFIXES {
+        if key.ends_with(suffix) && !ty.contains(unit) {
+            return Err(format!("`{key}`: type {ty:?} must name the unit, {unit}"));
+        }
+    }
+    Ok(())
+}
+
+/// The rule for an Effect cell: at least a sentence.
+fn check_effect(key: &str, effect: &str) -> Result<(), String> {
+    if effect.split_whitespace().count() < 3 || !effect.ends_with('.') {
+        return Err(format!(
+            "`{key}`: effect {effect:?} must say in a sentence what the key does"
+        ));
+    }
+    Ok(())
+}
+
+/// The serialized defaults and every leaf key in them. JSON keeps `None` fields (as
+/// null), so optional keys are listed too.
+fn default_keys() -> (serde_json::Value, Vec<String>) {
     let value = serde_json::to_value(NodeConfig::default()).unwrap();
     let mut keys = Vec::new();
     key_paths(&value, "", &mut keys);
+    (value, keys)
+}
+
+#[test]
+fn every_key_is_documented_and_every_documented_key_exists() {
+    let doc = configuration_doc();
+    let (value, keys) = default_keys();
     // The walk reached nested and optional keys.
-    for k in ["media.bind", "node.id", "http.public_url"] {
+    for k in [
+        "media.bind",
+        "node.id",
+        "http.public_url",
+        "placement.weights.cost",
+    ] {
         assert!(keys.iter().any(|x| x == k), "{k} not walked: {keys:?}");
     }
-    // Each key has a table row of its own: "| `media.bind` | ...".
-    let rows: Vec<&str> = doc
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .collect();
+    let rows = doc_rows(&doc).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
     for key in &keys {
-        assert!(
-            rows.contains(&key.as_str()),
-            "docs/configuration.md has no row for `{key}`"
+        let n = rows.iter().filter(|r| &r.key == key).count();
+        assert_eq!(
+            n, 1,
+            "docs/configuration.md has {n} rows for `{key}`, not 1"
         );
     }
     for row in &rows {
         assert!(
-            keys.iter().any(|k| k == row),
-            "docs/configuration.md documents `{row}`, which is not a key of NodeConfig"
+            keys.contains(&row.key),
+            "docs/configuration.md documents `{}`, which is not a key of NodeConfig",
+            row.key
         );
     }
     // Each section heading too.
     for section in value.as_object().unwrap().keys() {
         assert!(
-            doc.contains(&format!("[{section}]")),
+            doc.contains(&format!("## [{section}]")),
             "no [{section}] section in the doc"
         );
     }
 }
 
 #[test]
+fn every_documented_default_type_and_effect_matches_the_code() {
+    let doc = configuration_doc();
+    let (value, _) = default_keys();
+    let rows = doc_rows(&doc).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
+    let mut wrong = Vec::new();
+    for row in &rows {
+        let default = at(&value, &row.key);
+        for check in [
+            check_default(&row.key, &row.default, default),
+            check_type(&row.key, &row.ty, default),
+            check_effect(&row.key, &row.effect),
+        ] {
+            wrong.extend(check.err());
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "docs/configuration.md disagrees with NodeConfig::default():\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_row_checks_catch_drift() {
+    use serde_json::json;
+    // A default changed in the code but not in the doc.
+    assert!(check_default("k", "`4194304` (4 MiB)", &json!(4194304)).is_ok());
+    assert!(check_default("k", "`4194304` (4 MiB)", &json!(8388608)).is_err());
+    assert!(check_default("k", "`\"local\"`", &json!("local")).is_ok());
+    assert!(check_default("k", "`\"local\"`", &json!("global")).is_err());
+    assert!(check_default("k", "`[\"*\"]`", &json!(["*"])).is_ok());
+    assert!(check_default("k", "`[]`", &json!(["x"])).is_err());
+    assert!(check_default("k", "`{}`", &json!({})).is_ok());
+    assert!(check_default("k", "`true`", &json!(false)).is_err());
+    // Words: none is None, empty is an empty collection, nothing else.
+    assert!(check_default("k", "none: random", &json!(null)).is_ok());
+    assert!(check_default("k", "none", &json!("x")).is_err());
+    assert!(check_default("k", "`\"\"`", &json!(null)).is_err());
+    assert!(check_default("k", "empty", &json!([])).is_ok());
+    assert!(check_default("k", "empty", &json!([1])).is_err());
+    assert!(check_default("k", "one per core", &json!(0)).is_err());
+    assert!(check_default("k", "`0", &json!(0)).is_err());
+    // Numbers carry units.
+    assert!(check_type("a.deadline_secs", "integer, seconds", &json!(60)).is_ok());
+    assert!(check_type("a.deadline_secs", "integer (s)", &json!(60)).is_err());
+    assert!(check_type("a.deadline_secs", "integer, ms", &json!(60)).is_err());
+    assert!(check_type("a.workers", "integer", &json!(0)).is_err());
+    assert!(check_type("a.rtt_ms", "table of region = ms", &json!({})).is_err());
+    assert!(check_type("a.name", "", &json!("x")).is_err());
+    assert!(check_effect("k", "—").is_err());
+    assert!(check_effect("k", "Pins workers to cores.").is_ok());
+    // A table without the standard header, or a row short of a cell.
+    let doc = "| key | type | default | flag | meaning |\n|---|---|---|---|---|\n| `a.b` | bool | `true` | — | Does it. |\n";
+    assert!(doc_rows(doc).is_err());
+    let doc = "| Key | Type | Default | Flag | Effect |\n|---|---|---|---|---|\n| `a.b` | bool | `true` | Does it. |\n";
+    assert!(doc_rows(doc).is_err());
+    let doc = "| Key | Type | Default | Flag | Effect |\n|---|---|---|---|---|\n| `a.b` | `\"x\" \\| \"y\"` | `true` | — | Does it. |\n";
+    let rows = doc_rows(doc).unwrap();
+    assert_eq!(rows[0].ty, "`\"x\" | \"y\"`");
+}
+
+/// `--name` of each flag a Flag cell lists (`` `--pin-cores[=BOOL]` (repeatable) ``).
+fn documented_flags(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|f| f.strip_prefix("--"))
+        .map(|f| f.split(['[', '=', ' ']).next().unwrap_or(f).to_owned())
+        .collect()
+}
+
+#[test]
+fn every_flag_is_documented_on_the_row_of_the_key_it_sets() {
+    use clap::CommandFactory;
+    let doc = configuration_doc();
+    let rows = doc_rows(&doc).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
+    let cmd = Cli::command();
+    // Each flag's help starts with the key it overrides ("media.bind: ...").
+    let mut flags = Vec::new();
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if ["config", "help", "version"].contains(&long) {
+            continue;
+        }
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let key = help.split(':').next().unwrap_or_default().to_owned();
+        assert!(
+            rows.iter().any(|r| r.key == key),
+            "--{long}: its help {help:?} must start with the key it sets, then ':'"
+        );
+        flags.push((long.to_owned(), key));
+    }
+    assert!(flags.len() >= 10, "{flags:?}");
+    for row in &rows {
+        let listed = documented_flags(&row.flag);
+        if listed.is_empty() {
+            assert_eq!(row.flag, "—", "`{}`: flag cell {:?}", row.key, row.flag);
+        }
+        for flag in &listed {
+            assert!(
+                flags.iter().any(|(f, k)| f == flag && k == &row.key),
+                "`{}` lists --{flag}, which is not a flag setting it",
+                row.key
+            );
+        }
+    }
+    for (flag, key) in &flags {
+        let row = rows.iter().find(|r| &r.key == key).unwrap();
+        assert!(
+            documented_flags(&row.flag).contains(flag),
+            "--{flag} sets `{key}`, whose row does not list it"
+        );
+    }
+}
+
+/// The doc's full example: the first ```toml block.
+fn documented_example(doc: &str) -> &str {
+    let start = doc.find("```toml\n").expect("a ```toml example") + "```toml\n".len();
+    let len = doc[start..].find("```").expect("closed example");
+    &doc[start..start + len]
+}
+
+#[test]
+fn the_documented_example_sets_every_key_away_from_its_default() {
+    let doc = configuration_doc();
+    let (defaults, keys) = default_keys();
+    let example = NodeConfig::from_toml(documented_example(&doc)).expect("example parses");
+    let example = serde_json::to_value(example).unwrap();
+    let at_default: Vec<&String> = keys
+        .iter()
+        .filter(|k| at(&example, k) == at(&defaults, k))
+        .collect();
+    assert!(
+        at_default.is_empty(),
+        "the example in docs/configuration.md leaves these keys at their defaults: {at_default:?}"
+    );
+}
+
+#[test]
 fn the_documented_example_is_a_valid_config() {
     // The doc's full example (the first ```toml block) must parse and validate.
     let doc = configuration_doc();
-    let start = doc.find("```toml\n").expect("a ```toml example") + "```toml\n".len();
-    let len = doc[start..].find("```").expect("closed example");
-    let c = NodeConfig::from_toml(&doc[start..start + len]).expect("example parses");
+    let c = NodeConfig::from_toml(documented_example(&doc)).expect("example parses");
     c.validate().expect("example is valid");
 }
