@@ -3,7 +3,7 @@
 //! logs for one stream id (from A's "stream published" line) finds, each line with the
 //! room: A publishing it, A sending it over the link to B, B installing it as a remote
 //! track, B giving it to the subscriber, and then each side's end of it. Every line that
-//! names a stream or a session in either log carries the room.
+//! names a stream or a session in either log carries the room, and every line its node.
 
 mod support;
 
@@ -228,8 +228,13 @@ async fn one_search_follows_a_stream_across_nodes() {
         );
     }
 
-    // Nothing about a stream or a session goes without its room.
-    for (node, log) in [("A", &a_log), ("B", &b_log)] {
+    // Merged, the lines still say where they were written; and nothing about a stream
+    // or a session goes without its room.
+    for (node, log) in [("a", &a_log), ("b", &b_log)] {
+        assert!(
+            log.iter().all(|l| l["node"] == node),
+            "{node}: a line without its node"
+        );
         let about: Vec<&Value> = log
             .iter()
             .filter(|l| l.get("stream").is_some() || l.get("session").is_some())

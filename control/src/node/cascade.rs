@@ -1012,11 +1012,11 @@ impl Driver {
                 layer,
             } => self.send_relay(via, to, track, layer, None),
             Action::MemberUp(id) => {
-                tracing::info!(node = %id, "cluster member up");
+                tracing::info!(member = %id, "cluster member up");
                 self.view_at = None;
             }
             Action::MemberDown(id) => {
-                tracing::info!(node = %id, "cluster member down");
+                tracing::info!(member = %id, "cluster member down");
                 self.downs_total += 1;
                 self.failures
                     .entry(id.0)
