@@ -68,6 +68,7 @@ pub enum Action {
     /// Ask `via` to forward `layer` of `track` (which this node sends it) on to `to`:
     /// path selection found the direct link to `to` clearly worse than through `via`.
     RelayStart {
+        room: String,
         via: NodeId,
         to: NodeId,
         track: TrackId,
@@ -75,6 +76,7 @@ pub enum Action {
         descriptor: Box<TrackDescriptor>,
     },
     RelayStop {
+        room: String,
         via: NodeId,
         to: NodeId,
         track: TrackId,
@@ -440,6 +442,7 @@ impl Cascade {
                     "stream no longer relayed"
                 );
                 Action::RelayStop {
+                    room: room.to_owned(),
                     via,
                     to,
                     track,
@@ -467,6 +470,7 @@ impl Cascade {
                 "stream relayed"
             );
             self.actions.push_back(Action::RelayStart {
+                room: room.to_owned(),
                 via,
                 to,
                 track,

@@ -218,12 +218,14 @@ fn relay_changes(actions: &[Action]) -> Vec<(bool, u64, u64, u64, u8)> {
         .iter()
         .filter_map(|a| match a {
             Action::RelayStart {
+                room,
                 via,
                 to,
                 track,
                 layer,
                 descriptor,
             } => {
+                assert_eq!(room, "room", "the relay is told the room");
                 assert_eq!(
                     descriptor.id, *track,
                     "the relay gets the track's descriptor"
@@ -235,6 +237,7 @@ fn relay_changes(actions: &[Action]) -> Vec<(bool, u64, u64, u64, u8)> {
                 to,
                 track,
                 layer,
+                ..
             } => Some((false, via.0, to.0, *track, *layer)),
             _ => None,
         })

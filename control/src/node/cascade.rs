@@ -38,7 +38,8 @@ pub const MSG_STATE: u8 = 0x01;
 pub const MSG_KEYFRAME: u8 = 0x02;
 pub const MSG_NACK: u8 = 0x03;
 /// Forward (or stop forwarding) a track layer this link brings on to a third node:
-/// `op (1 start, 0 stop) | track u64 | layer u8 | to node u64 | descriptor JSON (start)`.
+/// `op (1 start, 0 stop) | track u64 | layer u8 | to node u64 | room length u8 | room |
+/// descriptor JSON (start)`. The room is for the relay's logs: it may hold no part of it.
 pub const MSG_RELAY: u8 = 0x04;
 const RELAY_HEADER: usize = 1 + 8 + 1 + 8;
 
@@ -711,6 +712,7 @@ impl Driver {
 
     fn send_relay(
         &mut self,
+        room: &str,
         via: NodeId,
         to: NodeId,
         track: TrackId,
@@ -721,12 +723,17 @@ impl Driver {
             return;
         };
         let json = descriptor.map(TrackDescriptor::to_json).unwrap_or_default();
-        let mut m = BytesMut::with_capacity(RELAY_HEADER + json.len());
+        // Room names are short (validated at the HTTP edge); one cut short only costs
+        // the relay's log lines their full room.
+        let room = &room.as_bytes()[..room.len().min(usize::from(u8::MAX))];
+        let mut m = BytesMut::with_capacity(RELAY_HEADER + 1 + room.len() + json.len());
         m.put_u8(MSG_RELAY);
         m.put_u8(u8::from(descriptor.is_some()));
         m.put_u64(track);
         m.put_u8(layer);
         m.put_u64(to.0);
+        m.put_u8(room.len() as u8);
+        m.put_slice(room);
         m.put_slice(json.as_bytes());
         let _ = self.endpoint.try_send_message(name, m.freeze());
     }
@@ -746,12 +753,22 @@ impl Driver {
             self.counters.malformed_in.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let room_len = body.get(18).map_or(0, |&n| usize::from(n));
+        // A room cut short at 255 bytes may end inside a character: lossy is enough for
+        // a log field.
+        let (Some(room), Some(rest)) = (
+            body.get(19..19 + room_len).map(String::from_utf8_lossy),
+            body.get(19 + room_len..),
+        ) else {
+            self.counters.malformed_in.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
         let mut media = shared.media.lock();
         if op == 1 {
-            let descriptor = std::str::from_utf8(&body[18..])
+            let descriptor = std::str::from_utf8(rest)
                 .ok()
                 .and_then(|j| TrackDescriptor::from_json(j).ok())
                 .filter(|d| d.id == track);
@@ -762,10 +779,10 @@ impl Driver {
             if media.add_remote_track(d.track_config()).is_ok() {
                 self.relay_installed.insert(track);
             }
-            // The relay message names no room: this node may hold no part of it.
             match media.link_subscribe(track, to as u32, layer) {
                 Ok(()) => {
                     tracing::info!(
+                        %room,
                         stream = %StreamId(track),
                         layer,
                         home = %self.name_of(track_home(track)),
@@ -775,6 +792,7 @@ impl Driver {
                     self.relays.entry(track).or_default().insert((to, layer));
                 }
                 Err(e) => tracing::warn!(
+                    %room,
                     stream = %StreamId(track),
                     layer,
                     to = %self.name_of(to),
@@ -784,6 +802,7 @@ impl Driver {
             }
         } else {
             tracing::info!(
+                %room,
                 stream = %StreamId(track),
                 layer,
                 to = %self.name_of(to),
@@ -999,18 +1018,20 @@ impl Driver {
                 }
             }
             Action::RelayStart {
+                room,
                 via,
                 to,
                 track,
                 layer,
                 descriptor,
-            } => self.send_relay(via, to, track, layer, Some(&descriptor)),
+            } => self.send_relay(&room, via, to, track, layer, Some(&descriptor)),
             Action::RelayStop {
+                room,
                 via,
                 to,
                 track,
                 layer,
-            } => self.send_relay(via, to, track, layer, None),
+            } => self.send_relay(&room, via, to, track, layer, None),
             Action::MemberUp(id) => {
                 tracing::info!(member = %id, "cluster member up");
                 self.view_at = None;
