@@ -91,6 +91,31 @@ pub struct ClientOptions {
     /// The client's region, sent as the `region` query parameter of the POST so the
     /// cluster can place it (a redirect to a better node is followed).
     pub region: Option<String>,
+    /// A subscriber shows every new packet it decrypts to this (load generators verify
+    /// payloads here instead of keeping them).
+    pub observer: Option<PacketObserver>,
+}
+
+/// A new media packet as a subscriber received it: decrypted, repaired from RTX if it
+/// came that way; duplicates are not shown.
+#[derive(Debug, Clone, Copy)]
+pub struct ObservedPacket<'a> {
+    pub ssrc: u32,
+    pub seq: u16,
+    pub payload_type: u8,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: &'a [u8],
+}
+
+/// Called on the subscriber's receive task for each packet: keep it cheap.
+#[derive(Clone)]
+pub struct PacketObserver(pub std::sync::Arc<dyn Fn(&ObservedPacket<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for PacketObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PacketObserver")
+    }
 }
 
 impl Default for ClientOptions {
@@ -109,6 +134,7 @@ impl Default for ClientOptions {
             announced_fingerprint: None,
             region: None,
             remb: None,
+            observer: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use super::rtp::vp8_data;
 use super::stats::{Arrival, RtcpCounts, SeqTracker, StreamStats};
 use super::tasks::Tasks;
 use super::transport::{self, Transport};
-use super::{ClientError, ClientOptions, Credentials};
+use super::{ClientError, ClientOptions, Credentials, ObservedPacket, PacketObserver};
 use bytes::Bytes;
 use sluice_dataplane::demux::{PacketKind, classify};
 use sluice_dataplane::rtcp::{ReportBlock, RtcpWriter};
@@ -86,6 +86,7 @@ struct State {
     streams: BTreeMap<u32, SeqTracker>,
     payloads: HashMap<u32, Vec<ReceivedPacket>>,
     keep_payloads: usize,
+    observer: Option<PacketObserver>,
     remb: Option<u64>,
     stats: SubscriberStats,
     /// Per stream: the middle 32 bits of the last sender report's NTP time and when it
@@ -149,6 +150,16 @@ impl State {
         }
         if vp8_data(payload).is_some_and(|(key, _, _)| key) {
             s.keyframes += 1;
+        }
+        if let Some(observer) = &self.observer {
+            (observer.0)(&ObservedPacket {
+                ssrc,
+                seq,
+                payload_type: pt,
+                timestamp: pkt.timestamp(),
+                marker: pkt.marker(),
+                payload,
+            });
         }
         let kept = self.payloads.entry(ssrc).or_default();
         if kept.len() < self.keep_payloads {
@@ -346,6 +357,7 @@ impl Subscriber {
             streams: BTreeMap::new(),
             payloads: HashMap::new(),
             keep_payloads: opts.keep_payloads,
+            observer: opts.observer.clone(),
             remb: opts.remb,
             stats: SubscriberStats::default(),
             last_sr: HashMap::new(),
