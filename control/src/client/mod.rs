@@ -40,7 +40,7 @@ pub use ice::{IceState, IceStats};
 pub use offer::SIMULCAST_RIDS;
 pub use publisher::{Publisher, PublisherStats, SentStream};
 pub use roam::{MoveWatch, RoamingPublisher, RoamingSubscriber, origin};
-pub use rtp::{vp8_data, vp8_payload};
+pub use rtp::{vp8_continuation, vp8_data, vp8_payload};
 pub use stats::{Arrival, RtcpCounts, StreamStats};
 pub use subscriber::{ReceivedPacket, Subscriber, SubscriberStats};
 

@@ -9,7 +9,7 @@ use super::offer::{
     OfferSpec, PT_OPUS, PT_VP8, SIMULCAST_RIDS, URI_AUDIO_LEVEL, URI_MID, URI_RID,
     URI_TRANSPORT_CC,
 };
-use super::rtp::{RtpStream, StreamExtensions, vp8_payload};
+use super::rtp::{RtpStream, StreamExtensions, vp8_continuation, vp8_payload};
 use super::stats::RtcpCounts;
 use super::tasks::Tasks;
 use super::transport::{self, Transport};
@@ -359,6 +359,59 @@ impl Publisher {
             protected
         };
         self.transport.send(&packet).await
+    }
+
+    /// Sends one video frame on simulcast `layer` as one packet per chunk, packetized
+    /// as RFC 7741 asks: one timestamp and picture ID, the start bit on the first packet,
+    /// the marker on the last. Returns the packets sent.
+    pub async fn send_video_frame(
+        &mut self,
+        layer: usize,
+        chunks: &[&[u8]],
+        keyframe: bool,
+    ) -> Result<usize, ClientError> {
+        let packets = {
+            let mut st = lock(&self.state);
+            let overhead = st.outbound.profile().rtp_overhead();
+            let pid = st
+                .picture_ids
+                .get_mut(layer)
+                .ok_or_else(|| ClientError::Options(format!("no video layer {layer}")))?;
+            let picture_id = *pid;
+            *pid = (*pid + 1) & 0x7fff;
+            let mut packets = Vec::with_capacity(chunks.len());
+            for (i, chunk) in chunks.iter().enumerate() {
+                let last = i + 1 == chunks.len();
+                let payload = if i == 0 {
+                    vp8_payload(picture_id, keyframe, layer, chunk)
+                } else {
+                    vp8_continuation(picture_id, chunk)
+                };
+                let twcc = next_transport_seq(&mut st);
+                let stream = st
+                    .video
+                    .get_mut(layer)
+                    .ok_or_else(|| ClientError::Options(format!("no video layer {layer}")))?;
+                let ssrc = stream.ssrc;
+                let step = if last { VIDEO_TS_STEP } else { 0 };
+                let plain = stream.packet(&payload, last, step, twcc, overhead);
+                let next_seq = stream.seq;
+                let protected = st.protect(&plain)?;
+                st.remember(ssrc, plain);
+                if let Some(s) = st.stream_stats(ssrc) {
+                    s.packets += 1;
+                    s.payload_bytes += chunk.len() as u64;
+                    s.keyframes += u64::from(keyframe && i == 0);
+                    s.next_seq = next_seq;
+                }
+                packets.push(protected);
+            }
+            packets
+        };
+        for p in &packets {
+            self.transport.send(p).await?;
+        }
+        Ok(packets.len())
     }
 
     pub fn stats(&self) -> PublisherStats {

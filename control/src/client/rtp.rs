@@ -151,6 +151,17 @@ pub fn vp8_payload(picture_id: u16, keyframe: bool, layer: usize, data: &[u8]) -
     p
 }
 
+/// A later packet of a frame [`vp8_payload`] began: the payload descriptor without the
+/// start-of-partition bit, then `data`.
+pub fn vp8_continuation(picture_id: u16, data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(4 + data.len());
+    // X=1, S=0, PID=0; I=1; M=1 + 15-bit picture ID.
+    p.extend_from_slice(&[0x80, 0x80]);
+    p.extend_from_slice(&(0x8000 | (picture_id & 0x7fff)).to_be_bytes());
+    p.extend_from_slice(data);
+    p
+}
+
 /// What `vp8_payload` wrapped: (keyframe, picture ID, data). `None` if the payload is not
 /// one of ours.
 pub fn vp8_data(payload: &[u8]) -> Option<(bool, Option<u16>, &[u8])> {
