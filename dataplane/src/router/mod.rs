@@ -8,7 +8,8 @@
 //! plane; nothing here blocks, allocates per packet, or reads a clock. RTCP the node
 //! originates (reports, congestion feedback) and the layer choice it drives live in
 //! `feedback/`; the ICE-lite responder and the DTLS relay to the control plane in `ice/`;
-//! tracks published on another node of the cascade in `cascade.rs`.
+//! tracks published on another node of the cascade in `cascade.rs`; the null-forwarder
+//! reference mode (ciphertext copied to subscribers as it came) in `null_media.rs`.
 
 mod cache;
 mod cascade;
@@ -16,6 +17,7 @@ mod extmap;
 mod feedback;
 mod ice;
 mod keyframe;
+mod null_media;
 mod rtx;
 mod session;
 mod speech;
@@ -45,6 +47,7 @@ use crate::srtp::{Profile, SrtpContext, SrtpError};
 use bytes::Bytes;
 use feedback::{SessionFeedback, SubscriptionFeedback, TwccReceiver, TwccSender};
 use ice::{Ice, IceConfig};
+use null_media::NullRoutes;
 use session::{Session, Subscription};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -241,6 +244,9 @@ pub enum RouterHandoff {
     /// An RTP or RTCP datagram, still encrypted, that landed on a worker forwarding
     /// `from` ([`RouterCommand::ForwardRemote`]) for the session's worker.
     Datagram { from: SocketAddr, packet: Bytes },
+    /// In null-media mode ([`RouterConfig::null_media`]): a publisher's RTP as it
+    /// arrived, still encrypted, from its session's worker, for this worker's sinks.
+    NullMedia { publisher: SessionId, packet: Bytes },
 }
 
 #[derive(Debug, Clone)]
@@ -274,6 +280,13 @@ pub struct RouterConfig {
     /// A sequence number of a remote track is asked upstream at most once per interval
     /// (per worker), however many subscribers NACK it.
     pub nack_upstream_interval: Micros,
+    /// The null-forwarder reference through the whole WebRTC stack, for benchmarks
+    /// only: sessions, ICE, DTLS, subscriptions and RTCP stay as they are, but each RTP
+    /// datagram of a local publisher is copied unchanged (not decrypted, rewritten or
+    /// re-encrypted) to every session subscribed to any of its tracks, which cannot
+    /// decrypt it. No layer choice, keyframe chasing or cascade forwarding of local
+    /// publishers. Counted as `rtp_in` (per datagram) and `rtp_out` (per copy).
+    pub null_media: bool,
 }
 
 impl Default for RouterConfig {
@@ -289,6 +302,7 @@ impl Default for RouterConfig {
             remote_handshake_rate: 200,
             upstream: None,
             nack_upstream_interval: 100_000,
+            null_media: false,
         }
     }
 }
@@ -310,6 +324,8 @@ pub struct Router {
     scratch: Vec<u8>,
     pool: BytesPool,
     ice: Ice,
+    /// Fan-out tables of null-media mode (empty otherwise).
+    null: NullRoutes,
     stats: RouterStats,
     next_tick: Micros,
 }
@@ -336,6 +352,7 @@ impl Router {
             track_by_id: HashMap::new(),
             forwards: HashMap::new(),
             scratch: vec![0; SLOT_LEN],
+            null: NullRoutes::default(),
             stats: RouterStats::default(),
             next_tick: 0,
         }
@@ -859,6 +876,14 @@ impl Router {
         out: &mut Output<RouterHandoff>,
     ) {
         self.stats.remote_handoffs_in += 1;
+        if self.config.null_media
+            && classify(packet) == PacketKind::Rtp
+            && self
+                .null
+                .forward(from, packet, &mut self.pool, out, &mut self.stats)
+        {
+            return;
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         match scratch.get_mut(..packet.len()) {
             Some(buf) => {
@@ -1224,6 +1249,14 @@ impl PacketHandler for Router {
     ) {
         match classify(buf) {
             kind @ (PacketKind::Rtp | PacketKind::Rtcp) => {
+                if kind == PacketKind::Rtp
+                    && self.config.null_media
+                    && self
+                        .null
+                        .forward(from, buf, &mut self.pool, out, &mut self.stats)
+                {
+                    return;
+                }
                 if !self.session_by_addr.contains_key(&from)
                     && self.hand_off_datagram(from, buf, out)
                 {
@@ -1289,6 +1322,12 @@ impl PacketHandler for Router {
                         t.remove_worker(worker);
                     }
                 }
+                if let Some(p) = self
+                    .null_publisher_of(track)
+                    .filter(|_| self.config.null_media)
+                {
+                    self.null_refresh(&[p]);
+                }
             }
             RouterHandoff::KeyframeRequest { track, layer } => {
                 if let Some(&ti) = self.track_by_id.get(&track) {
@@ -1298,10 +1337,47 @@ impl PacketHandler for Router {
             RouterHandoff::Datagram { from, packet } => {
                 self.on_handed_datagram(now, from, &packet, out);
             }
+            RouterHandoff::NullMedia { publisher, packet } => {
+                self.null
+                    .forward_handed(publisher, &packet, out, &mut self.stats);
+            }
         }
     }
 
     fn handle_command(&mut self, now: Micros, cmd: RouterCommand, out: &mut Output<RouterHandoff>) {
+        let touched = match self.config.null_media {
+            true => self.null_touched(&cmd),
+            false => Vec::new(),
+        };
+        self.command(now, cmd, out);
+        if !touched.is_empty() {
+            self.null_refresh(&touched);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Micros, out: &mut Output<RouterHandoff>) {
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + self.config.tick;
+        // In null-media mode no subscriber ever gets a layer to choose or a keyframe to
+        // wait for.
+        if !self.config.null_media {
+            // Targets first, so that a new one asks for its keyframe in this same tick.
+            self.choose_layers(now);
+            self.chase_keyframes(now, out);
+        }
+        self.send_feedback(now, out);
+        self.ice.expire(now, &mut self.stats);
+    }
+
+    fn poll_timeout(&self) -> Option<Micros> {
+        Some(self.next_tick)
+    }
+}
+
+impl Router {
+    fn command(&mut self, now: Micros, cmd: RouterCommand, out: &mut Output<RouterHandoff>) {
         match cmd {
             RouterCommand::AddSession(c) => self.add_session(now, &c),
             RouterCommand::RemoveSession(id) => self.remove_session(id, &mut Some(out)),
@@ -1376,22 +1452,6 @@ impl PacketHandler for Router {
                 self.forwards.remove(&remote);
             }
         }
-    }
-
-    fn handle_timeout(&mut self, now: Micros, out: &mut Output<RouterHandoff>) {
-        if now < self.next_tick {
-            return;
-        }
-        self.next_tick = now + self.config.tick;
-        // Targets first, so that a new one asks for its keyframe in this same tick.
-        self.choose_layers(now);
-        self.chase_keyframes(now, out);
-        self.send_feedback(now, out);
-        self.ice.expire(now, &mut self.stats);
-    }
-
-    fn poll_timeout(&self) -> Option<Micros> {
-        Some(self.next_tick)
     }
 }
 

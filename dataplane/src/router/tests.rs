@@ -831,3 +831,4 @@ fn forwarded_remote_is_handed_to_the_session_worker() {
 }
 
 mod cascade;
+mod null_media;
