@@ -27,6 +27,10 @@ pub struct NodeArgs {
     /// media.driver: the media I/O driver.
     #[arg(long, value_enum)]
     pub driver: Option<Driver>,
+    /// media.null_forward: benchmark reference only; subscribers get the publishers'
+    /// SRTP unchanged and cannot decrypt it.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub null_forward: Option<bool>,
     /// node.region: this node's region label.
     #[arg(long)]
     pub region: Option<String>,
@@ -73,6 +77,7 @@ impl NodeArgs {
         set(&mut config.media.workers, &self.workers);
         set(&mut config.media.pin_cores, &self.pin_cores);
         set(&mut config.media.driver, &self.driver);
+        set(&mut config.media.null_forward, &self.null_forward);
         set(&mut config.node.region, &self.region);
         if self.node_id.is_some() {
             config.node.id = self.node_id.clone();

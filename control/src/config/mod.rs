@@ -119,6 +119,9 @@ pub struct MediaSection {
     pub driver: Driver,
     /// SO_RCVBUF/SO_SNDBUF of each worker socket, in bytes.
     pub socket_buffer: usize,
+    /// Benchmark reference only: publishers' SRTP is copied unchanged to their
+    /// subscribers, who cannot decrypt it (`RouterConfig::null_media`).
+    pub null_forward: bool,
 }
 
 /// The driver's own default socket buffer (4 MiB).
@@ -133,6 +136,7 @@ impl Default for MediaSection {
             pin_cores: false,
             driver: Driver::Auto,
             socket_buffer: DEFAULT_SOCKET_BUFFER,
+            null_forward: false,
         }
     }
 }

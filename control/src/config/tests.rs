@@ -60,6 +60,7 @@ workers = 4
 pin_cores = true
 driver = "mmsg"
 socket_buffer = 8388608
+null_forward = true
 
 [auth]
 hs256_secrets = ["first-secret", "@/etc/sluice/hs256"]
@@ -119,6 +120,7 @@ fn full_expected() -> NodeConfig {
             pin_cores: true,
             driver: Driver::Mmsg,
             socket_buffer: 8 << 20,
+            null_forward: true,
         },
         auth: AuthSection {
             hs256_secrets: vec!["first-secret".into(), "@/etc/sluice/hs256".into()],

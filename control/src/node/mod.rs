@@ -430,9 +430,17 @@ fn driver_config(config: &NodeConfig) -> DriverConfig {
 
 fn router_config(config: &NodeConfig) -> RouterConfig {
     let l = &config.limits;
+    if config.media.null_forward {
+        tracing::warn!(
+            "media.null_forward is on: THIS NODE FORWARDS NO USABLE MEDIA. Publishers' SRTP \
+             goes to subscribers unchanged and they cannot decrypt it; a benchmark reference \
+             only, never for real clients"
+        );
+    }
     RouterConfig {
         consent_timeout: l.consent_timeout_secs.saturating_mul(1_000_000),
         handshake_rate: l.handshake_rate,
+        null_media: config.media.null_forward,
         ..RouterConfig::default()
     }
 }
