@@ -5,3 +5,4 @@ pub mod dataplane;
 pub mod fixtures;
 pub mod impair;
 pub mod link;
+pub mod webrtc;

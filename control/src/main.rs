@@ -90,6 +90,22 @@ enum Bench {
         #[arg(last = true, value_name = "ARGS")]
         extra: Vec<String>,
     },
+    /// Real WebRTC sessions (WHIP/WHEP, ICE, DTLS, SRTP) against a node this starts
+    /// (pinned to CPU 0, the load generator on CPU 1), the null-forwarder reference, or
+    /// any WHIP/WHEP server: forwarded packets per second, loss, latency, set-up time and
+    /// server CPU per forwarded packet; `-- --ramp` finds the highest load with loss
+    /// under 0.5%.
+    Webrtc {
+        /// Also write the results as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Shorter runs, for a quick look.
+        #[arg(long)]
+        quick: bool,
+        /// Further options for webrtc-bench, after `--` (`-- --help` lists them).
+        #[arg(last = true, value_name = "ARGS")]
+        extra: Vec<String>,
+    },
 }
 
 /// The benchmarks live in their own executables beside this one: the state benchmark
@@ -192,6 +208,11 @@ fn main() -> ExitCode {
             let mut args = common_args(json, quick);
             args.extend(extra.into_iter().map(Into::into));
             run_bench("dataplane", "dataplane-bench", args)
+        }
+        Cmd::Bench(Bench::Webrtc { json, quick, extra }) => {
+            let mut args = common_args(json, quick);
+            args.extend(extra.into_iter().map(Into::into));
+            run_bench("webrtc", "webrtc-bench", args)
         }
     }
 }

@@ -63,6 +63,15 @@ impl Histogram {
         self.max
     }
 
+    /// Adds `other`'s observations to these.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+    }
+
     pub fn clear(&mut self) {
         self.counts.fill(0);
         self.total = 0;

@@ -50,12 +50,12 @@ pub enum VerifyError {
 }
 
 #[inline]
-fn mix(h: u64, w: u64) -> u64 {
+pub(crate) fn mix(h: u64, w: u64) -> u64 {
     (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95)
 }
 
 /// Hash of the fill bytes (everything after the block).
-fn fill_hash(fill: &[u8]) -> u64 {
+pub(crate) fn fill_hash(fill: &[u8]) -> u64 {
     let mut h = fill.len() as u64;
     let mut chunks = fill.chunks_exact(8);
     for c in &mut chunks {

@@ -15,7 +15,17 @@ const CLOCK_TICKS_PER_SEC: u64 = 100;
 
 /// CPU time of this process so far, from `/proc/self/stat` (user + system).
 pub fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    process_cpu_of(None)
+}
+
+/// CPU time (user + system) of process `pid` so far (`None`: this one), from its
+/// `/proc/<pid>/stat`, at 10 ms resolution. Threads that already exited are included.
+pub fn process_cpu_of(pid: Option<u32>) -> Option<Duration> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name may hold spaces; fields resume after its closing parenthesis.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -9,7 +9,7 @@ pub use drain::DrainStatus;
 pub use health::Readiness;
 mod link_media;
 mod load;
-pub use load::process_cpu;
+pub use load::{process_cpu, process_cpu_of};
 mod media;
 pub use media::Media;
 mod peer;

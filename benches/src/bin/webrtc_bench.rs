@@ -1,0 +1,377 @@
+//! `webrtc-bench`, behind `sluice bench webrtc`: real WebRTC sessions (WHIP/WHEP, ICE,
+//! DTLS, SRTP) against Sluice, the null-forwarder reference, or any WHIP/WHEP server;
+//! N publishers x M subscribers per room, R rooms; a fixed load or a ramp to the highest
+//! load with loss under 0.5%. Prints a table, writes JSON and an SVG plot.
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use sluice_bench::webrtc::fleet::{Fleet, Target};
+use sluice_bench::webrtc::report::{Report, TargetResult, plot_svg, table};
+use sluice_bench::webrtc::run::measure;
+use sluice_bench::webrtc::workload::Workload;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "webrtc-bench",
+    about = "Real-WebRTC load against Sluice, the null-forwarder reference, or any WHIP/WHEP server"
+)]
+struct Args {
+    /// What to measure, in order, in one run: `sluice` and `null` start a `sluice node`
+    /// (the second with `--null-forward`) pinned to --server-cpu; `url=URL` loads a
+    /// running WHIP/WHEP server (give --server-pid for its CPU time).
+    #[arg(long, value_delimiter = ',', default_value = "sluice")]
+    targets: Vec<String>,
+    /// The server process of a `url=` target, for its CPU time.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Publishers per room.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Subscribers per room (each subscribes to every publisher of the room).
+    #[arg(long, default_value_t = 16)]
+    subscribers: usize,
+    /// One VP8 layer instead of three simulcast layers.
+    #[arg(long)]
+    no_simulcast: bool,
+    #[arg(long)]
+    no_audio: bool,
+    /// Video layer bitrates in kbit/s, lowest first.
+    #[arg(long, value_delimiter = ',', default_value = "150,500,1500")]
+    layer_kbps: Vec<u32>,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Seconds of load before the window.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Seconds measured at each load level.
+    #[arg(long, default_value_t = 10)]
+    window: u64,
+    /// Verify one received packet in N (1: all of them).
+    #[arg(long, default_value_t = 1)]
+    verify_every: u64,
+    /// Double the rooms from --rooms until loss reaches --loss-limit (or --max-rooms).
+    #[arg(long)]
+    ramp: bool,
+    #[arg(long, default_value_t = 64)]
+    max_rooms: usize,
+    /// Loss (fraction) a ramp level may have and still pass.
+    #[arg(long, default_value_t = 0.005)]
+    loss_limit: f64,
+    /// CPU for the spawned node, and for this load generator.
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    #[arg(long, default_value_t = 1)]
+    load_cpu: usize,
+    /// The `sluice` executable for spawned targets (default: beside this one).
+    #[arg(long)]
+    sluice: Option<PathBuf>,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// SVG plot of rate, CPU and latency over time.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Short windows, for a quick look.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// A node this run started, stopped when dropped.
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn spawn_node(args: &Args, null: bool) -> Result<(Spawned, String, u32), String> {
+    let exe = match &args.sluice {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("sluice"),
+    };
+    let port = free_port().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&exe);
+    cmd.args(["node", "--http-listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--media-bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--log-level",
+            "warn",
+        ])
+        .stdout(Stdio::null());
+    if null {
+        cmd.arg("--null-forward");
+    }
+    let cpu = args.server_cpu;
+    // SAFETY: sched_setaffinity is async-signal-safe; the set lives on this stack.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let pid = child.id();
+    let node = Spawned(child);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{} did not start serving on {addr}", exe.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((node, format!("http://{addr}"), pid))
+}
+
+async fn run_target(
+    args: &Args,
+    workload: &Workload,
+    name: &str,
+    target: &Target,
+    run_id: u64,
+) -> TargetResult {
+    let mut result = TargetResult {
+        target: name.to_owned(),
+        levels: Vec::new(),
+        saturation: None,
+        notes: Vec::new(),
+    };
+    let mut fleet = Fleet::empty();
+    let (warmup, window) = if args.quick {
+        (Duration::from_secs(1), Duration::from_secs(3))
+    } else {
+        (
+            Duration::from_secs_f64(args.warmup),
+            Duration::from_secs(args.window),
+        )
+    };
+    let mut rooms = args.rooms.max(1);
+    loop {
+        let bar = ProgressBar::new_spinner();
+        bar.set_message(format!("{name}: setting up {rooms} room(s)"));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        fleet.grow(target, workload, rooms, run_id).await;
+        bar.finish_and_clear();
+        let bar = ProgressBar::new(window.as_secs());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} s {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(format!("{name} {rooms} room(s)"));
+        let level = measure(
+            &fleet,
+            target.pid,
+            Duration::from_secs(10),
+            warmup,
+            window,
+            |s| {
+                bar.set_message(format!(
+                    "{:.0} pps, server {:.0}% CPU, bench {:.0}%",
+                    s.forwarded_pps, s.server_cpu_pct, s.bench_cpu_pct
+                ));
+                bar.inc(1);
+            },
+        )
+        .await;
+        bar.finish_and_clear();
+        let passed =
+            level.loss < args.loss_limit && level.failed_sessions == 0 && level.forwarded > 0;
+        if level.bench_cpu_pct > 90.0 {
+            result.notes.push(format!(
+                "{name}, {rooms} room(s): the load generator used {:.0}% of its core and may be the limit",
+                level.bench_cpu_pct
+            ));
+        }
+        if let Some(e) = &fleet.first_error {
+            result
+                .notes
+                .push(format!("{name}: {} session(s) failed: {e}", fleet.failed));
+        }
+        eprintln!(
+            "{name}: {rooms} room(s), {:.0} forwarded pps, loss {:.3}%, server CPU {} ns/pkt{}",
+            level.forwarded_pps,
+            level.loss * 100.0,
+            level
+                .server_cpu_ns_per_packet
+                .map_or("-".into(), |v| format!("{v:.0}")),
+            if passed { "" } else { " (over the limit)" }
+        );
+        result.levels.push(level);
+        if passed {
+            result.saturation = Some(result.levels.len() - 1);
+        }
+        if !args.ramp || !passed || rooms * 2 > args.max_rooms {
+            break;
+        }
+        rooms *= 2;
+    }
+    if args.ramp && result.saturation.is_none() {
+        result.notes.push(format!(
+            "{name}: no level passed (loss under {}%)",
+            args.loss_limit * 100.0
+        ));
+    }
+    fleet.close().await;
+    result
+}
+
+async fn run(args: Args) -> Result<Report, String> {
+    let workload = Workload {
+        rooms: args.rooms,
+        publishers: args.publishers,
+        subscribers: args.subscribers,
+        audio: !args.no_audio,
+        video: true,
+        simulcast: !args.no_simulcast,
+        layer_kbps: args.layer_kbps.clone(),
+        fps: args.fps,
+        ..Workload::default()
+    };
+    let run_id = std::process::id() as u64;
+    let mut targets = Vec::new();
+    for t in &args.targets {
+        let (spawned, target) = match t.as_str() {
+            "sluice" | "null" => {
+                let null = t == "null";
+                let (node, url, pid) = spawn_node(&args, null)?;
+                let target = Target {
+                    name: t.clone(),
+                    url,
+                    pid: Some(pid),
+                    verify_every: if null { 0 } else { args.verify_every },
+                    bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                };
+                (Some(node), target)
+            }
+            other => {
+                let url = other
+                    .strip_prefix("url=")
+                    .ok_or_else(|| format!("unknown target {other:?} (sluice, null, url=URL)"))?;
+                let target = Target {
+                    name: url.to_owned(),
+                    url: url.trim_end_matches('/').to_owned(),
+                    pid: args.server_pid,
+                    verify_every: args.verify_every,
+                    bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                };
+                (None, target)
+            }
+        };
+        let result = run_target(&args, &workload, t, &target, run_id).await;
+        drop(spawned);
+        targets.push(result);
+    }
+    let mut notes = vec![format!(
+        "offered: {} publisher(s) x {} subscriber(s) per room, {:.0} packets/s per subscriber per publisher; subscribers verify {}",
+        workload.publishers,
+        workload.subscribers,
+        workload.subscriber_pps(),
+        match args.verify_every {
+            0 => "nothing".to_owned(),
+            1 => "every packet (checksum, latency)".to_owned(),
+            n => format!("one packet in {n} (checksum, latency)"),
+        }
+    )];
+    if let Some(base) = targets
+        .first()
+        .and_then(|t| t.headline())
+        .and_then(|l| l.server_cpu_ns_per_packet)
+    {
+        for t in targets.iter().skip(1) {
+            if let Some(ns) = t.headline().and_then(|l| l.server_cpu_ns_per_packet) {
+                notes.push(format!(
+                    "{} per forwarded packet: {:.2}x the CPU of {}",
+                    args.targets[0],
+                    base / ns,
+                    t.target
+                ));
+            }
+        }
+    }
+    Ok(Report {
+        workload,
+        verify_every: args.verify_every,
+        targets,
+        notes,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = sluice_bench::webrtc::cpu::pin_process(args.load_cpu) {
+        eprintln!(
+            "webrtc-bench: cannot pin to CPU {}: {e} (running unpinned)",
+            args.load_cpu
+        );
+    }
+    let (json, plot) = (args.json.clone(), args.plot.clone());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("webrtc-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match runtime.block_on(run(args)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("webrtc-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", table(&report));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("webrtc-bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = plot {
+        match plot_svg(&report).map(|svg| std::fs::write(&path, svg)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("webrtc-bench: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("webrtc-bench: plot: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let bad = report
+        .targets
+        .iter()
+        .any(|t| t.headline().is_none_or(|l| l.corrupt > 0));
+    if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,285 @@
+//! The sessions of one load level: publishers sending their synthetic media from their
+//! own tasks, subscribers with their probes. Set up through the target's signaling (WHIP
+//! and WHEP, following placement redirects), each session timed from its POST until ICE
+//! and DTLS are done.
+
+use super::probe::{Probe, ProbeCounts};
+use super::stamp::{self, Stamp};
+use super::workload::{AUDIO_INTERVAL, Workload};
+use crate::dataplane::cpu::monotonic_ns;
+use sluice_control::client::{self, ClientOptions, Publisher, Subscriber};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Where the sessions go.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    /// Base URL of a WHIP/WHEP server (`{url}/whip/{room}`, `{url}/whep/{room}/{id}`).
+    pub url: String,
+    /// The server's process, for its CPU time.
+    pub pid: Option<u32>,
+    /// Verify one received packet in this many (0: the server forwards ciphertext the
+    /// subscribers cannot open, as the null-forwarder reference does).
+    pub verify_every: u64,
+    /// Address the clients bind (the server must reach it).
+    pub bind: std::net::IpAddr,
+}
+
+/// A publisher's sending task and its counters.
+#[derive(Debug)]
+struct Sender {
+    task: JoinHandle<Option<Publisher>>,
+    sent: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+pub struct Fleet {
+    senders: Vec<Sender>,
+    pub subscribers: Vec<(Subscriber, Arc<Probe>)>,
+    /// Set-up time of every session, in order of completion.
+    pub setup: Vec<Duration>,
+    /// Sessions that could not be set up, with the first error.
+    pub failed: usize,
+    pub first_error: Option<String>,
+    stop: Arc<AtomicBool>,
+    rooms: usize,
+}
+
+/// Sequence and position of subscriber loss accounting: (expected, received).
+pub fn expected_received(sub: &Subscriber) -> (u64, u64) {
+    sub.stats().streams.iter().fold((0, 0), |(e, r), s| {
+        let expected = s.highest_seq.saturating_sub(s.first_seq) + 1;
+        (e + expected.max(s.packets), r + s.packets)
+    })
+}
+
+impl Fleet {
+    pub fn empty() -> Self {
+        Self {
+            senders: Vec::new(),
+            subscribers: Vec::new(),
+            setup: Vec::new(),
+            failed: 0,
+            first_error: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            rooms: 0,
+        }
+    }
+
+    pub fn rooms(&self) -> usize {
+        self.rooms
+    }
+
+    fn fail(&mut self, e: impl std::fmt::Display) {
+        self.failed += 1;
+        self.first_error.get_or_insert_with(|| e.to_string());
+    }
+
+    /// Adds rooms until there are `rooms`, each with the workload's publishers sending
+    /// and subscribers receiving.
+    pub async fn grow(&mut self, target: &Target, w: &Workload, rooms: usize, run_id: u64) {
+        while self.rooms < rooms {
+            let room = format!("bench-{run_id:x}-{}", self.rooms);
+            self.rooms += 1;
+            let mut ids = Vec::new();
+            for _ in 0..w.publishers {
+                let opts = ClientOptions {
+                    audio: w.audio,
+                    video: w.video,
+                    simulcast: w.simulcast && w.video,
+                    bind: target.bind,
+                    keep_payloads: 0,
+                    ..ClientOptions::default()
+                };
+                let started = Instant::now();
+                match client::publish(&target.url, &room, &opts).await {
+                    Ok(publisher) => {
+                        self.setup.push(started.elapsed());
+                        ids.push(publisher.id.clone());
+                        let stream_base = (self.senders.len() as u32) << 2;
+                        self.senders.push(spawn_sender(
+                            publisher,
+                            w.clone(),
+                            stream_base,
+                            &self.stop,
+                        ));
+                    }
+                    Err(e) => self.fail(format!("publish: {e}")),
+                }
+            }
+            let mut pending = Vec::new();
+            for _ in 0..w.subscribers {
+                for id in &ids {
+                    let probe = Probe::new(target.verify_every);
+                    let opts = ClientOptions {
+                        bind: target.bind,
+                        keep_payloads: 0,
+                        // A generous receive estimate, so the server forwards the top
+                        // layer (as to a browser on a good network).
+                        remb: Some(50_000_000),
+                        observer: Some(probe.observer()),
+                        ..ClientOptions::default()
+                    };
+                    let (url, room, id) = (target.url.as_str(), room.as_str(), id.as_str());
+                    pending.push(async move {
+                        let started = Instant::now();
+                        let s = client::subscribe(url, room, Some(id), &opts).await;
+                        (s.map(|s| (s, probe)), started.elapsed())
+                    });
+                }
+            }
+            // Concurrently, as a room's participants arrive together.
+            for result in futures_util::future::join_all(pending).await {
+                match result {
+                    (Ok(sub), took) => {
+                        self.setup.push(took);
+                        self.subscribers.push(sub);
+                    }
+                    (Err(e), _) => self.fail(format!("subscribe: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Packets every publisher has sent so far.
+    pub fn sent(&self) -> u64 {
+        self.senders.iter().map(|s| s.sent.load(Relaxed)).sum()
+    }
+
+    pub fn probe_counts(&self) -> ProbeCounts {
+        let mut c = ProbeCounts::default();
+        for (_, p) in &self.subscribers {
+            c.add(&p.counts());
+        }
+        c
+    }
+
+    /// Sequence accounting over every subscriber: (expected, received).
+    pub fn expected_received(&self) -> (u64, u64) {
+        self.subscribers
+            .iter()
+            .map(|(s, _)| expected_received(s))
+            .fold((0, 0), |(a, b), (e, r)| (a + e, b + r))
+    }
+
+    /// Whether every subscriber has received something.
+    pub fn all_receiving(&self) -> bool {
+        self.subscribers
+            .iter()
+            .all(|(_, p)| p.counts().received > 0)
+    }
+
+    /// SRTP failures subscribers counted (forged or corrupted packets).
+    pub fn srtp_errors(&self) -> u64 {
+        self.subscribers
+            .iter()
+            .map(|(s, _)| s.stats().srtp_errors)
+            .sum()
+    }
+
+    /// Stops sending and closes every session.
+    pub async fn close(self) {
+        self.stop.store(true, Relaxed);
+        let mut closing = Vec::new();
+        for s in self.senders {
+            if let Ok(Some(p)) = s.task.await {
+                closing.push(tokio::spawn(async move {
+                    let _ = p.close().await;
+                }));
+            }
+        }
+        for (s, _) in self.subscribers {
+            closing.push(tokio::spawn(async move {
+                let _ = s.close().await;
+            }));
+        }
+        for c in closing {
+            let _ = c.await;
+        }
+    }
+}
+
+/// Sends the workload's media for one publisher until `stop`: audio every 20 ms, a frame
+/// per layer every 1/fps, keyframes at the interval and whenever the server asks (PLI or
+/// FIR). Each packet carries a trailer (`stream_base | layer`, audio as layer 3).
+fn spawn_sender(
+    mut publisher: Publisher,
+    w: Workload,
+    stream_base: u32,
+    stop: &Arc<AtomicBool>,
+) -> Sender {
+    let sent = Arc::new(AtomicU64::new(0));
+    let (stop, counter) = (Arc::clone(stop), Arc::clone(&sent));
+    let task = tokio::spawn(async move {
+        let start = Instant::now();
+        let frame = Duration::from_secs(1) / w.fps.max(1);
+        let layers = w.layers();
+        let mut seq = [0u64; 4];
+        let (mut next_audio, mut next_frame) = (Duration::ZERO, Duration::ZERO);
+        let mut next_key = Duration::ZERO;
+        let mut asked = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut buf = Vec::with_capacity(2048);
+        while !stop.load(Relaxed) {
+            tick.tick().await;
+            let now = start.elapsed();
+            if w.audio && now >= next_audio {
+                next_audio += AUDIO_INTERVAL;
+                buf.clear();
+                let stamp = Stamp {
+                    stream: stream_base | 3,
+                    seq: seq[3],
+                    send_ns: monotonic_ns(),
+                };
+                seq[3] += 1;
+                stamp::seal(&mut buf, w.audio_bytes.max(stamp::TRAILER_LEN), stamp);
+                if publisher.send_audio(&buf).await.is_err() {
+                    return None;
+                }
+                counter.fetch_add(1, Relaxed);
+            }
+            if layers > 0 && now >= next_frame {
+                // After a stall, carry on at the frame rate instead of bursting to
+                // catch up.
+                next_frame = if now > next_frame + 3 * frame {
+                    now + frame
+                } else {
+                    next_frame + frame
+                };
+                let pli = publisher.stats().rtcp;
+                let requests = pli.pli + pli.fir;
+                let keyframe = now >= next_key || requests != asked;
+                asked = requests;
+                if keyframe {
+                    next_key = now + w.keyframe_interval;
+                }
+                for layer in 0..layers {
+                    let sizes = w.chunks(w.frame_bytes(layer, keyframe));
+                    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(sizes.len());
+                    for size in sizes {
+                        let mut c = Vec::with_capacity(size);
+                        let stamp = Stamp {
+                            stream: stream_base | layer as u32,
+                            seq: seq[layer],
+                            send_ns: monotonic_ns(),
+                        };
+                        seq[layer] += 1;
+                        stamp::seal(&mut c, size, stamp);
+                        chunks.push(c);
+                    }
+                    let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+                    match publisher.send_video_frame(layer, &refs, keyframe).await {
+                        Ok(n) => counter.fetch_add(n as u64, Relaxed),
+                        Err(_) => return None,
+                    };
+                }
+            }
+        }
+        Some(publisher)
+    });
+    Sender { task, sent }
+}
