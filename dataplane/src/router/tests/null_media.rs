@@ -286,3 +286,36 @@ fn subscribers_on_another_worker_get_the_datagram_by_handoff() {
     assert!(home.out.handoffs.is_empty());
     assert_eq!(home.take(&local).len(), 1);
 }
+
+#[test]
+fn a_publisher_steered_to_another_worker_is_copied_by_its_sessions_worker() {
+    let Room {
+        mut h,
+        mut publisher,
+        both,
+        ..
+    } = room();
+    h.out.egress.clear();
+    let mut steered = null_worker(1);
+    publisher.addr = SocketAddr::from(([127, 0, 0, 2], 6001));
+    h.command(RouterCommand::RebindSession {
+        session: 1,
+        remote: publisher.addr,
+    });
+    steered.command(RouterCommand::ForwardRemote {
+        remote: publisher.addr,
+        worker: 0,
+    });
+    let d = send_rtp(&mut steered, &mut publisher, 111, 2000, 1, b"a");
+    let ssrc = publisher.config.rtcp_ssrc;
+    let rr = publisher.rtcp(|w| w.receiver_report(ssrc, &[]).unwrap());
+    steered.send(&publisher, rr);
+    assert!(steered.out.egress.is_empty());
+    for (to, msg) in steered.out.handoffs.drain(..) {
+        assert_eq!(to, 0);
+        h.router.handle_handoff(h.now, msg, &mut h.out);
+    }
+    assert_eq!(h.take(&both), vec![d]);
+    let s = *h.router.stats();
+    assert_eq!((s.remote_handoffs_in, s.rtp_in, s.rtcp_in), (2, 1, 1));
+}
