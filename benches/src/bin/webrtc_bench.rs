@@ -4,10 +4,9 @@
 //! load with loss under 0.5%. Prints a table, writes JSON and an SVG plot.
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
-use sluice_bench::webrtc::fleet::{Fleet, Target};
-use sluice_bench::webrtc::report::{Report, TargetResult, plot_svg, table};
-use sluice_bench::webrtc::run::measure;
+use sluice_bench::webrtc::fleet::Target;
+use sluice_bench::webrtc::levels::{LevelPlan, run_target};
+use sluice_bench::webrtc::report::{Report, plot_svg, table};
 use sluice_bench::webrtc::workload::Workload;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -46,8 +45,9 @@ struct Args {
     layer_kbps: Vec<u32>,
     #[arg(long, default_value_t = 30)]
     fps: u32,
-    /// Seconds of load before the window.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds of load before the window (the server raises subscribers to the top
+    /// layer as their estimate grows).
+    #[arg(long, default_value_t = 8.0)]
     warmup: f64,
     /// Seconds measured at each load level.
     #[arg(long, default_value_t = 10)]
@@ -55,7 +55,9 @@ struct Args {
     /// Verify one received packet in N (1: all of them).
     #[arg(long, default_value_t = 1)]
     verify_every: u64,
-    /// Double the rooms from --rooms until loss reaches --loss-limit (or --max-rooms).
+    /// Double the rooms from --rooms until a level loses --loss-limit or more (or reaches
+    /// --max-rooms), then narrow down between the last level that passed and the first
+    /// that did not.
     #[arg(long)]
     ramp: bool,
     #[arg(long, default_value_t = 64)]
@@ -144,98 +146,6 @@ fn spawn_node(args: &Args, null: bool) -> Result<(Spawned, String, u32), String>
     Ok((node, format!("http://{addr}"), pid))
 }
 
-async fn run_target(
-    args: &Args,
-    workload: &Workload,
-    name: &str,
-    target: &Target,
-    run_id: u64,
-) -> TargetResult {
-    let mut result = TargetResult {
-        target: name.to_owned(),
-        levels: Vec::new(),
-        saturation: None,
-        notes: Vec::new(),
-    };
-    let mut fleet = Fleet::empty();
-    let (warmup, window) = if args.quick {
-        (Duration::from_secs(1), Duration::from_secs(3))
-    } else {
-        (
-            Duration::from_secs_f64(args.warmup),
-            Duration::from_secs(args.window),
-        )
-    };
-    let mut rooms = args.rooms.max(1);
-    loop {
-        let bar = ProgressBar::new_spinner();
-        bar.set_message(format!("{name}: setting up {rooms} room(s)"));
-        bar.enable_steady_tick(Duration::from_millis(100));
-        fleet.grow(target, workload, rooms, run_id).await;
-        bar.finish_and_clear();
-        let bar = ProgressBar::new(window.as_secs());
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} s {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(format!("{name} {rooms} room(s)"));
-        let level = measure(
-            &fleet,
-            target.pid,
-            Duration::from_secs(10),
-            warmup,
-            window,
-            |s| {
-                bar.set_message(format!(
-                    "{:.0} pps, server {:.0}% CPU, bench {:.0}%",
-                    s.forwarded_pps, s.server_cpu_pct, s.bench_cpu_pct
-                ));
-                bar.inc(1);
-            },
-        )
-        .await;
-        bar.finish_and_clear();
-        let passed =
-            level.loss < args.loss_limit && level.failed_sessions == 0 && level.forwarded > 0;
-        if level.bench_cpu_pct > 90.0 {
-            result.notes.push(format!(
-                "{name}, {rooms} room(s): the load generator used {:.0}% of its core and may be the limit",
-                level.bench_cpu_pct
-            ));
-        }
-        if let Some(e) = &fleet.first_error {
-            result
-                .notes
-                .push(format!("{name}: {} session(s) failed: {e}", fleet.failed));
-        }
-        eprintln!(
-            "{name}: {rooms} room(s), {:.0} forwarded pps, loss {:.3}%, server CPU {} ns/pkt{}",
-            level.forwarded_pps,
-            level.loss * 100.0,
-            level
-                .server_cpu_ns_per_packet
-                .map_or("-".into(), |v| format!("{v:.0}")),
-            if passed { "" } else { " (over the limit)" }
-        );
-        result.levels.push(level);
-        if passed {
-            result.saturation = Some(result.levels.len() - 1);
-        }
-        if !args.ramp || !passed || rooms * 2 > args.max_rooms {
-            break;
-        }
-        rooms *= 2;
-    }
-    if args.ramp && result.saturation.is_none() {
-        result.notes.push(format!(
-            "{name}: no level passed (loss under {}%)",
-            args.loss_limit * 100.0
-        ));
-    }
-    fleet.close().await;
-    result
-}
-
 async fn run(args: Args) -> Result<Report, String> {
     let workload = Workload {
         rooms: args.rooms,
@@ -249,6 +159,25 @@ async fn run(args: Args) -> Result<Report, String> {
         ..Workload::default()
     };
     let run_id = std::process::id() as u64;
+    let (warmup, window) = if args.quick {
+        (Duration::from_secs(2), Duration::from_secs(3))
+    } else {
+        (
+            Duration::from_secs_f64(args.warmup),
+            Duration::from_secs(args.window),
+        )
+    };
+    let plan = LevelPlan {
+        rooms: args.rooms,
+        ramp: args.ramp,
+        max_rooms: args.max_rooms,
+        loss_limit: args.loss_limit,
+        settle: Duration::from_secs(10),
+        warmup,
+        window,
+        refine: 3,
+        progress: true,
+    };
     let mut targets = Vec::new();
     for t in &args.targets {
         let (spawned, target) = match t.as_str() {
@@ -260,6 +189,7 @@ async fn run(args: Args) -> Result<Report, String> {
                     url,
                     pid: Some(pid),
                     verify_every: if null { 0 } else { args.verify_every },
+                    opaque: null,
                     bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 };
                 (Some(node), target)
@@ -273,12 +203,13 @@ async fn run(args: Args) -> Result<Report, String> {
                     url: url.trim_end_matches('/').to_owned(),
                     pid: args.server_pid,
                     verify_every: args.verify_every,
+                    opaque: false,
                     bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 };
                 (None, target)
             }
         };
-        let result = run_target(&args, &workload, t, &target, run_id).await;
+        let result = run_target(&target, &workload, &plan, run_id).await;
         drop(spawned);
         targets.push(result);
     }

@@ -21,9 +21,11 @@ pub struct Target {
     pub url: String,
     /// The server's process, for its CPU time.
     pub pid: Option<u32>,
-    /// Verify one received packet in this many (0: the server forwards ciphertext the
-    /// subscribers cannot open, as the null-forwarder reference does).
+    /// Verify one received packet in this many (0: none).
     pub verify_every: u64,
+    /// The server forwards the publishers' ciphertext unchanged (the null-forwarder
+    /// reference): subscribers count what arrives but can open none of it.
+    pub opaque: bool,
     /// Address the clients bind (the server must reach it).
     pub bind: std::net::IpAddr,
 }
@@ -31,20 +33,34 @@ pub struct Target {
 /// A publisher's sending task and its counters.
 #[derive(Debug)]
 struct Sender {
+    room: usize,
     task: JoinHandle<Option<Publisher>>,
     sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A subscriber session and what it saw.
+#[derive(Debug)]
+pub struct Receiver {
+    pub room: usize,
+    pub session: Subscriber,
+    pub probe: Arc<Probe>,
 }
 
 #[derive(Debug)]
 pub struct Fleet {
     senders: Vec<Sender>,
-    pub subscribers: Vec<(Subscriber, Arc<Probe>)>,
+    pub subscribers: Vec<Receiver>,
+    /// Packets sent by publishers that have left (shrunk rooms), so `sent` stays
+    /// monotonic.
+    sent_before: u64,
+    /// Subscribers per room, each receiving every publisher of its room.
+    pub fan_out: usize,
     /// Set-up time of every session, in order of completion.
     pub setup: Vec<Duration>,
     /// Sessions that could not be set up, with the first error.
     pub failed: usize,
     pub first_error: Option<String>,
-    stop: Arc<AtomicBool>,
     rooms: usize,
 }
 
@@ -64,8 +80,9 @@ impl Fleet {
             setup: Vec::new(),
             failed: 0,
             first_error: None,
-            stop: Arc::new(AtomicBool::new(false)),
             rooms: 0,
+            sent_before: 0,
+            fan_out: 0,
         }
     }
 
@@ -81,8 +98,10 @@ impl Fleet {
     /// Adds rooms until there are `rooms`, each with the workload's publishers sending
     /// and subscribers receiving.
     pub async fn grow(&mut self, target: &Target, w: &Workload, rooms: usize, run_id: u64) {
+        self.fan_out = w.subscribers;
         while self.rooms < rooms {
-            let room = format!("bench-{run_id:x}-{}", self.rooms);
+            let index = self.rooms;
+            let room = format!("bench-{run_id:x}-{index}");
             self.rooms += 1;
             let mut ids = Vec::new();
             for _ in 0..w.publishers {
@@ -100,12 +119,8 @@ impl Fleet {
                         self.setup.push(started.elapsed());
                         ids.push(publisher.id.clone());
                         let stream_base = (self.senders.len() as u32) << 2;
-                        self.senders.push(spawn_sender(
-                            publisher,
-                            w.clone(),
-                            stream_base,
-                            &self.stop,
-                        ));
+                        self.senders
+                            .push(spawn_sender(index, publisher, w.clone(), stream_base));
                     }
                     Err(e) => self.fail(format!("publish: {e}")),
                 }
@@ -134,9 +149,13 @@ impl Fleet {
             // Concurrently, as a room's participants arrive together.
             for result in futures_util::future::join_all(pending).await {
                 match result {
-                    (Ok(sub), took) => {
+                    (Ok((session, probe)), took) => {
                         self.setup.push(took);
-                        self.subscribers.push(sub);
+                        self.subscribers.push(Receiver {
+                            room: index,
+                            session,
+                            probe,
+                        });
                     }
                     (Err(e), _) => self.fail(format!("subscribe: {e}")),
                 }
@@ -146,13 +165,18 @@ impl Fleet {
 
     /// Packets every publisher has sent so far.
     pub fn sent(&self) -> u64 {
-        self.senders.iter().map(|s| s.sent.load(Relaxed)).sum()
+        self.sent_before
+            + self
+                .senders
+                .iter()
+                .map(|s| s.sent.load(Relaxed))
+                .sum::<u64>()
     }
 
     pub fn probe_counts(&self) -> ProbeCounts {
         let mut c = ProbeCounts::default();
-        for (_, p) in &self.subscribers {
-            c.add(&p.counts());
+        for r in &self.subscribers {
+            c.add(&r.probe.counts());
         }
         c
     }
@@ -161,58 +185,74 @@ impl Fleet {
     pub fn expected_received(&self) -> (u64, u64) {
         self.subscribers
             .iter()
-            .map(|(s, _)| expected_received(s))
+            .map(|r| expected_received(&r.session))
             .fold((0, 0), |(a, b), (e, r)| (a + e, b + r))
     }
 
-    /// Whether every subscriber has received something.
+    /// Whether every subscriber has received something (opened or not).
     pub fn all_receiving(&self) -> bool {
         self.subscribers
             .iter()
-            .all(|(_, p)| p.counts().received > 0)
+            .all(|r| r.probe.counts().received > 0 || r.session.stats().srtp_errors > 0)
     }
 
-    /// SRTP failures subscribers counted (forged or corrupted packets).
-    pub fn srtp_errors(&self) -> u64 {
+    /// Packets subscribers could not open: forged or corrupted, or the ciphertext of
+    /// another session when the server forwards it unchanged (the null reference).
+    pub fn unopened(&self) -> u64 {
         self.subscribers
             .iter()
-            .map(|(s, _)| s.stats().srtp_errors)
+            .map(|r| r.session.stats().srtp_errors)
             .sum()
+    }
+
+    /// Closes the sessions of rooms `rooms..`, keeping the first `rooms`.
+    pub async fn shrink(&mut self, rooms: usize) {
+        let (keep, gone): (Vec<Sender>, Vec<Sender>) = std::mem::take(&mut self.senders)
+            .into_iter()
+            .partition(|s| s.room < rooms);
+        self.senders = keep;
+        let (keep, leaving): (Vec<Receiver>, Vec<Receiver>) = std::mem::take(&mut self.subscribers)
+            .into_iter()
+            .partition(|r| r.room < rooms);
+        self.subscribers = keep;
+        self.sent_before += gone.iter().map(|s| s.sent.load(Relaxed)).sum::<u64>();
+        close_all(gone, leaving).await;
+        self.rooms = self.rooms.min(rooms);
     }
 
     /// Stops sending and closes every session.
     pub async fn close(self) {
-        self.stop.store(true, Relaxed);
-        let mut closing = Vec::new();
-        for s in self.senders {
-            if let Ok(Some(p)) = s.task.await {
-                closing.push(tokio::spawn(async move {
-                    let _ = p.close().await;
-                }));
-            }
-        }
-        for (s, _) in self.subscribers {
+        close_all(self.senders, self.subscribers).await;
+    }
+}
+
+async fn close_all(senders: Vec<Sender>, receivers: Vec<Receiver>) {
+    let mut closing = Vec::new();
+    for s in senders {
+        s.stop.store(true, Relaxed);
+        if let Ok(Some(p)) = s.task.await {
             closing.push(tokio::spawn(async move {
-                let _ = s.close().await;
+                let _ = p.close().await;
             }));
         }
-        for c in closing {
-            let _ = c.await;
-        }
+    }
+    for r in receivers {
+        closing.push(tokio::spawn(async move {
+            let _ = r.session.close().await;
+        }));
+    }
+    for c in closing {
+        let _ = c.await;
     }
 }
 
 /// Sends the workload's media for one publisher until `stop`: audio every 20 ms, a frame
 /// per layer every 1/fps, keyframes at the interval and whenever the server asks (PLI or
 /// FIR). Each packet carries a trailer (`stream_base | layer`, audio as layer 3).
-fn spawn_sender(
-    mut publisher: Publisher,
-    w: Workload,
-    stream_base: u32,
-    stop: &Arc<AtomicBool>,
-) -> Sender {
+fn spawn_sender(room: usize, mut publisher: Publisher, w: Workload, stream_base: u32) -> Sender {
     let sent = Arc::new(AtomicU64::new(0));
-    let (stop, counter) = (Arc::clone(stop), Arc::clone(&sent));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stopped, counter) = (Arc::clone(&stop), Arc::clone(&sent));
     let task = tokio::spawn(async move {
         let start = Instant::now();
         let frame = Duration::from_secs(1) / w.fps.max(1);
@@ -224,7 +264,7 @@ fn spawn_sender(
         let mut tick = tokio::time::interval(Duration::from_millis(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut buf = Vec::with_capacity(2048);
-        while !stop.load(Relaxed) {
+        while !stopped.load(Relaxed) {
             tick.tick().await;
             let now = start.elapsed();
             if w.audio && now >= next_audio {
@@ -257,17 +297,17 @@ fn spawn_sender(
                 if keyframe {
                     next_key = now + w.keyframe_interval;
                 }
-                for layer in 0..layers {
+                for (layer, next) in seq.iter_mut().enumerate().take(layers) {
                     let sizes = w.chunks(w.frame_bytes(layer, keyframe));
                     let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(sizes.len());
                     for size in sizes {
                         let mut c = Vec::with_capacity(size);
                         let stamp = Stamp {
                             stream: stream_base | layer as u32,
-                            seq: seq[layer],
+                            seq: *next,
                             send_ns: monotonic_ns(),
                         };
-                        seq[layer] += 1;
+                        *next += 1;
                         stamp::seal(&mut c, size, stamp);
                         chunks.push(c);
                     }
@@ -281,5 +321,10 @@ fn spawn_sender(
         }
         Some(publisher)
     });
-    Sender { task, sent }
+    Sender {
+        room,
+        task,
+        sent,
+        stop,
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod cpu;
 pub mod fleet;
+pub mod levels;
 pub mod probe;
 pub mod report;
 pub mod run;

@@ -69,7 +69,7 @@ impl Probe {
     fn on_packet(&self, p: &ObservedPacket<'_>) {
         let n = self.received.fetch_add(1, Relaxed);
         self.bytes.fetch_add(p.payload.len() as u64, Relaxed);
-        if self.verify_every == 0 || n % self.verify_every != 0 {
+        if self.verify_every == 0 || !n.is_multiple_of(self.verify_every) {
             return;
         }
         match stamp::verify(p.payload) {

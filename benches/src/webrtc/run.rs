@@ -61,11 +61,15 @@ fn setup_quantile(setup: &[Duration], q: f64) -> Option<f64> {
     v.get(i).map(|d| d.as_secs_f64() * 1000.0)
 }
 
+/// Longer than any packet takes from a publisher to a subscriber below saturation.
+const TRANSIT: Duration = Duration::from_millis(100);
+
 struct Point {
     at: Instant,
     counts: ProbeCounts,
+    /// Packets subscribers received but could not open.
+    unopened: u64,
     seq: (u64, u64),
-    sent: u64,
     server: Option<Duration>,
     bench: Option<Duration>,
 }
@@ -74,8 +78,8 @@ fn point(fleet: &Fleet, pid: Option<u32>) -> Point {
     Point {
         at: Instant::now(),
         counts: fleet.probe_counts(),
+        unopened: fleet.unopened(),
         seq: fleet.expected_received(),
-        sent: fleet.sent(),
         server: super::cpu::process_cpu(pid),
         bench: super::cpu::process_cpu(None),
     }
@@ -86,10 +90,13 @@ fn pct(a: Option<Duration>, b: Option<Duration>, wall: Duration) -> Option<f64> 
 }
 
 /// Waits until every subscriber receives (at most `settle`), then `warmup`, then measures
-/// `window`; `tick` is told each second's sample.
+/// `window`; `tick` is told each second's sample. `opaque`: the server forwards the
+/// publishers' ciphertext unchanged (the null reference), so loss is counted against
+/// what was sent.
 pub async fn measure(
     fleet: &Fleet,
     pid: Option<u32>,
+    opaque: bool,
     settle: Duration,
     warmup: Duration,
     window: Duration,
@@ -100,9 +107,13 @@ pub async fn measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(warmup).await;
-    for (_, p) in &fleet.subscribers {
-        p.take_latency();
+    for r in &fleet.subscribers {
+        r.probe.take_latency();
     }
+    // What was sent is read one transit time before what arrived, at both ends of the
+    // window, so the packets in flight at the edges are counted on both sides or neither.
+    let sent_start = fleet.sent();
+    tokio::time::sleep(TRANSIT).await;
     let start = point(fleet, pid);
     let mut last = point(fleet, pid);
     let mut latency = Histogram::new();
@@ -113,14 +124,16 @@ pub async fn measure(
         tokio::time::sleep_until(due.into()).await;
         let now = point(fleet, pid);
         let mut second = Histogram::new();
-        for (_, p) in &fleet.subscribers {
-            second.merge(&p.take_latency());
+        for r in &fleet.subscribers {
+            second.merge(&r.probe.take_latency());
         }
         latency.merge(&second);
         let wall = now.at - last.at;
         let sample = Sample {
             t: (now.at - start.at).as_secs_f64(),
-            forwarded_pps: now.counts.since(&last.counts).received as f64 / wall.as_secs_f64(),
+            forwarded_pps: (now.counts.since(&last.counts).received + now.unopened - last.unopened)
+                as f64
+                / wall.as_secs_f64(),
             server_cpu_pct: pct(last.server, now.server, wall).unwrap_or(0.0),
             bench_cpu_pct: pct(last.bench, now.bench, wall).unwrap_or(0.0),
             latency_p50_ms: ms(second.quantile(0.5)),
@@ -130,11 +143,24 @@ pub async fn measure(
         samples.push(sample);
         last = now;
     }
-    let end = last;
+    let sent_end = fleet.sent();
+    tokio::time::sleep(TRANSIT).await;
+    let end = point(fleet, pid);
     let wall = end.at - start.at;
     let counts = end.counts.since(&start.counts);
-    let expected = end.seq.0.saturating_sub(start.seq.0);
-    let received = end.seq.1.saturating_sub(start.seq.1);
+    let unopened = end.unopened - start.unopened;
+    let sent = sent_end - sent_start;
+    let forwarded = counts.received + unopened;
+    let (expected, received) = if opaque {
+        // Ciphertext forwarded unchanged: no sequence numbers to read, but every
+        // subscriber gets every packet its publisher sent (all layers).
+        (sent * fleet.fan_out as u64, unopened)
+    } else {
+        (
+            end.seq.0.saturating_sub(start.seq.0),
+            end.seq.1.saturating_sub(start.seq.1),
+        )
+    };
     let server_cpu = match (start.server, end.server) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
@@ -145,9 +171,10 @@ pub async fn measure(
         sessions: fleet.setup.len(),
         failed_sessions: fleet.failed,
         window_s: secs,
-        sent: end.sent - start.sent,
-        forwarded: counts.received,
-        forwarded_pps: counts.received as f64 / secs,
+        sent,
+        forwarded,
+        forwarded_pps: forwarded as f64 / secs,
+        // Payload bits subscribers opened (none for an opaque target).
         forwarded_bps: counts.bytes as f64 * 8.0 / secs,
         loss: if expected == 0 {
             0.0
@@ -155,7 +182,9 @@ pub async fn measure(
             expected.saturating_sub(received) as f64 / expected as f64
         },
         verified: counts.verified,
-        corrupt: counts.corrupt,
+        // What could not be opened counts as corrupt unless the server forwards
+        // ciphertext by design.
+        corrupt: counts.corrupt + if opaque { 0 } else { unopened },
         latency_p50_ms: ms(latency.quantile(0.5)),
         latency_p99_ms: ms(latency.quantile(0.99)),
         latency_p999_ms: ms(latency.quantile(0.999)),
@@ -163,8 +192,8 @@ pub async fn measure(
         setup_p99_ms: setup_quantile(&fleet.setup, 0.99),
         server_cpu_s: server_cpu.map(|d| d.as_secs_f64()),
         server_cpu_ns_per_packet: server_cpu
-            .filter(|_| counts.received > 0)
-            .map(|d| d.as_nanos() as f64 / counts.received as f64),
+            .filter(|_| forwarded > 0)
+            .map(|d| d.as_nanos() as f64 / forwarded as f64),
         bench_cpu_pct: pct(start.bench, end.bench, wall).unwrap_or(0.0),
         samples,
     }
