@@ -34,5 +34,12 @@ if [ ! -d "$browser_dir/node_modules/playwright-core" ]; then
     (cd "$browser_dir" && npm ci --no-audit --no-fund)
 fi
 
+# Janus VideoRoom, the comparison peer of `sluice bench` (scripts/janus-peer.sh,
+# tests/tests/janus.rs).
+if ! command -v janus >/dev/null 2>&1; then
+    echo "installing janus"
+    apt_install --no-install-recommends janus
+fi
+
 # Interop tests (tests/tests/interop.rs): GStreamer webrtcbin and aiortc.
 "$(dirname "$0")/install-interop-deps.sh"

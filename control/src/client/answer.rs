@@ -30,6 +30,9 @@ pub struct AnswerMedia {
     pub mid: Option<String>,
     /// Zero for a rejected m-section.
     pub port: u16,
+    /// The m-line's protocol ("UDP/TLS/RTP/SAVPF") and formats, as written.
+    pub protocol: String,
+    pub formats: Vec<String>,
     /// "sendonly", "recvonly", "sendrecv", "inactive"; "sendrecv" when absent.
     pub direction: String,
     /// `a=rtpmap` entries: payload type, encoding name, clock rate.
@@ -136,6 +139,8 @@ fn parse_media(m: &MediaDescription) -> AnswerMedia {
         kind: m.media_name.media.clone(),
         mid: m.attribute("mid").flatten().map(str::to_owned),
         port: u16::try_from(m.media_name.port.value).unwrap_or(0),
+        protocol: m.media_name.protos.join("/"),
+        formats: m.media_name.formats.clone(),
         direction: ["sendonly", "recvonly", "sendrecv", "inactive"]
             .into_iter()
             .find(|d| m.attribute(d).is_some())
@@ -287,6 +292,8 @@ a=mid:2\r\n";
         assert_eq!(video.ssrcs, vec![6001, 6002]);
         assert_eq!(video.fid_groups, vec![(6001, 6002)]);
         assert_eq!(video.rtx, vec![(97, 96)]);
+        assert_eq!(video.protocol, "UDP/TLS/RTP/SAVPF");
+        assert_eq!(video.formats, vec!["96", "97"]);
         assert!(a.section("2").unwrap().is_rejected());
     }
 

@@ -8,6 +8,11 @@
 //! DTLS-SRTP ([`crate::dtls`]), then send or receive SRTP with the dataplane's
 //! `SrtpContext`.
 //!
+//! [`janus::JanusRoom`] gives the same [`Publisher`] and [`Subscriber`] through Janus
+//! VideoRoom's HTTP API instead. Janus is a full ICE agent: the client answers its checks
+//! (and consent checks) too, and takes the controlled role and the DTLS client role when
+//! Janus is the one offering (its subscribers), answering with `local_answer`.
+//!
 //! - A [`Publisher`] sends audio packets and one-packet VP8 frames (RFC 7741 descriptor,
 //!   so keyframes are detectable) with the mid, rid and transport-cc header extensions,
 //!   sends sender reports, and answers NACKs from a short history.
@@ -17,12 +22,16 @@
 //!
 //! A non-201 answer to the POST is [`ClientError::Http`] with the status and body.
 //!
-//! The module is layered as elsewhere: `offer`, `answer`, `ice`, `rtp` and `stats` are
-//! sans-IO; `transport`, `publisher`, `subscriber` and `http` drive them with tokio.
+//! The module is layered as elsewhere: `offer`, `answer`, `local_answer`, `ice`, `rtp`
+//! and `stats` are sans-IO; `transport`, `publisher`, `subscriber`, `http` and `janus`
+//! drive them with tokio.
 
 mod answer;
+mod hangup;
 mod http;
 mod ice;
+pub mod janus;
+mod local_answer;
 mod offer;
 mod publisher;
 mod roam;
@@ -162,6 +171,9 @@ pub enum ClientError {
     Options(String),
     #[error("condition not met in time; last stats: {0}")]
     WaitTimeout(String),
+    /// Janus refused a request: its error code (e.g. 428 "No such feed") and reason.
+    #[error("Janus error {code}: {reason}")]
+    Janus { code: i64, reason: String },
 }
 
 impl ClientError {

@@ -2,6 +2,7 @@
 //! SRTP-protected, with sender reports, and NACKs answered from a short history.
 
 use super::answer::Answer;
+use super::hangup::Hangup;
 use super::http::Signaling;
 use super::ice::{IceState, IceStats};
 use super::offer::{
@@ -12,7 +13,7 @@ use super::offer::{
 use super::rtp::{RtpStream, StreamExtensions, vp8_continuation, vp8_payload};
 use super::stats::RtcpCounts;
 use super::tasks::Tasks;
-use super::transport::{self, Transport};
+use super::transport::{self, Roles, Transport};
 use super::{ClientError, ClientOptions, Credentials, ntp_now};
 use bytes::Bytes;
 use sluice_dataplane::demux::{PacketKind, classify};
@@ -95,15 +96,66 @@ impl State {
     }
 }
 
-/// A publishing session. Dropping it stops the media without telling the node; call
-/// [`Publisher::close`] to DELETE the resource.
+/// Our offer to publish, written before signaling: the bound socket and credentials it
+/// names, and its SSRCs.
+pub(super) struct PublishOffer {
+    creds: Credentials,
+    bound: transport::Bound,
+    audio_ssrc: Option<u32>,
+    video_ssrcs: Vec<u32>,
+    pub sdp: String,
+}
+
+impl PublishOffer {
+    pub(super) async fn new(opts: &ClientOptions) -> Result<Self, ClientError> {
+        if !opts.audio && !opts.video {
+            return Err(ClientError::Options("publish needs audio or video".into()));
+        }
+        let creds = Credentials::generate(opts)?;
+        let bound = transport::bind(opts.bind).await?;
+        let audio_ssrc = opts.audio.then(rand::random::<u32>);
+        let video_ssrcs: Vec<u32> = if !opts.video {
+            Vec::new()
+        } else if opts.simulcast {
+            (0..SIMULCAST_RIDS.len()).map(|_| rand::random()).collect()
+        } else {
+            vec![rand::random()]
+        };
+        let sdp = OfferSpec {
+            ice_ufrag: creds.ufrag.clone(),
+            ice_pwd: creds.pwd.clone(),
+            fingerprint_sha256: opts
+                .announced_fingerprint
+                .clone()
+                .unwrap_or_else(|| creds.identity.fingerprint_sha256().to_owned()),
+            direction: OfferDirection::SendOnly,
+            candidate: bound.local,
+            cname: creds.cname.clone(),
+            audio: audio_ssrc,
+            video: video_ssrcs.first().copied(),
+            simulcast: opts.simulcast,
+        }
+        .to_sdp();
+        Ok(Self {
+            creds,
+            bound,
+            audio_ssrc,
+            video_ssrcs,
+            sdp,
+        })
+    }
+}
+
+/// A publishing session. Dropping it stops the media without telling the server; call
+/// [`Publisher::close`] to end it there too.
 pub struct Publisher {
-    /// The node's publisher id (`X-Publisher-Id`), for WHEP subscribers to name.
+    /// The server's publisher id, for subscribers to name: the node's `X-Publisher-Id`,
+    /// or the Janus VideoRoom feed id.
     pub id: String,
-    /// The WHIP resource URL.
+    /// The WHIP resource URL (with Janus: the handle's URL).
     pub location: String,
     pub answer: Answer,
-    signaling: Signaling,
+    hangup: Hangup,
     transport: Transport,
     state: Arc<Mutex<State>>,
     tasks: Tasks,
@@ -128,40 +180,51 @@ impl Publisher {
         room: &str,
         opts: &ClientOptions,
     ) -> Result<Self, ClientError> {
-        if !opts.audio && !opts.video {
-            return Err(ClientError::Options("publish needs audio or video".into()));
-        }
-        let creds = Credentials::generate(opts)?;
-        let bound = transport::bind(opts.bind).await?;
-        let audio_ssrc = opts.audio.then(rand::random::<u32>);
-        let video_ssrcs: Vec<u32> = if !opts.video {
-            Vec::new()
-        } else if opts.simulcast {
-            (0..SIMULCAST_RIDS.len()).map(|_| rand::random()).collect()
-        } else {
-            vec![rand::random()]
-        };
-        let offer = OfferSpec {
-            ice_ufrag: creds.ufrag.clone(),
-            ice_pwd: creds.pwd.clone(),
-            fingerprint_sha256: opts
-                .announced_fingerprint
-                .clone()
-                .unwrap_or_else(|| creds.identity.fingerprint_sha256().to_owned()),
-            direction: OfferDirection::SendOnly,
-            candidate: bound.local,
-            cname: creds.cname.clone(),
-            audio: audio_ssrc,
-            video: video_ssrcs.first().copied(),
-            simulcast: opts.simulcast,
-        };
+        let offer = PublishOffer::new(opts).await?;
         let signaling = Signaling::new(opts.token.clone()).with_region(opts.region.clone());
         let url = Signaling::url(base_url, &["whip", room])?;
-        let posted = signaling.post_offer(url, offer.to_sdp()).await?;
-        let answer = Answer::parse(&posted.answer)?;
-        let established =
-            Transport::establish(bound, &answer, &creds.ufrag, &creds.identity, opts.timeout)
-                .await?;
+        let posted = signaling.post_offer(url, offer.sdp.clone()).await?;
+        let hangup = Hangup::Whip {
+            signaling,
+            location: posted.location.clone(),
+        };
+        Self::connect(
+            offer,
+            &posted.answer,
+            posted.publisher_id.unwrap_or_default(),
+            posted.location,
+            hangup,
+            opts,
+        )
+        .await
+    }
+
+    /// Brings up the session `offer` started, given the server's answer: ICE, DTLS,
+    /// then media on the extensions and payload types the answer accepted.
+    pub(super) async fn connect(
+        offer: PublishOffer,
+        answer_sdp: &str,
+        id: String,
+        location: String,
+        hangup: Hangup,
+        opts: &ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let PublishOffer {
+            creds,
+            bound,
+            audio_ssrc,
+            video_ssrcs,
+            ..
+        } = offer;
+        let answer = Answer::parse(answer_sdp)?;
+        let established = Transport::establish(
+            bound,
+            &answer,
+            &creds,
+            Roles::offerer(&answer),
+            opts.timeout,
+        )
+        .await?;
         let keys = established.keys;
 
         let ext_for = |mid: &str, rid: Option<&str>| {
@@ -247,10 +310,10 @@ impl Publisher {
             tokio::spawn(report_loop(Arc::clone(&state), out_tx, opts.rtcp_interval)),
         ];
         let mut publisher = Self {
-            id: posted.publisher_id.unwrap_or_default(),
-            location: posted.location,
+            id,
+            location,
             answer,
-            signaling,
+            hangup,
             transport,
             state,
             tasks: tasks.into(),
@@ -428,9 +491,10 @@ impl Publisher {
         self.transport.dtls_closed()
     }
 
-    /// DELETEs the resource, then sends close_notify.
+    /// Ends the session at the server (WHIP: DELETE the resource; Janus: detach the
+    /// handle), then sends close_notify.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        let result = self.signaling.delete(&self.location).await;
+        let result = self.hangup.send().await;
         self.tasks.abort_all();
         self.transport.close().await;
         result

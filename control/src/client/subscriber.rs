@@ -3,13 +3,14 @@
 //! NACKs, and asks for keyframes on request.
 
 use super::answer::Answer;
+use super::hangup::Hangup;
 use super::http::Signaling;
 use super::ice::{IceState, IceStats};
-use super::offer::{MID_AUDIO, MID_VIDEO, OfferDirection, OfferSpec, URI_MID, URI_RID};
+use super::offer::{OfferDirection, OfferSpec, URI_MID, URI_RID};
 use super::rtp::vp8_data;
 use super::stats::{Arrival, RtcpCounts, SeqTracker, StreamStats};
 use super::tasks::Tasks;
-use super::transport::{self, Transport};
+use super::transport::{self, Roles, Transport};
 use super::{ClientError, ClientOptions, Credentials, ObservedPacket, PacketObserver};
 use bytes::Bytes;
 use sluice_dataplane::demux::{PacketKind, classify};
@@ -265,13 +266,15 @@ impl State {
     }
 }
 
-/// A subscription. Dropping it stops receiving without telling the node; call
-/// [`Subscriber::close`] to DELETE the resource.
+/// A subscription. Dropping it stops receiving without telling the server; call
+/// [`Subscriber::close`] to end it there too.
 pub struct Subscriber {
-    /// The WHEP resource URL.
+    /// The WHEP resource URL (with Janus: the handle's URL).
     pub location: String,
+    /// The server's session description: its answer to our offer (WHEP), or the offer
+    /// we answered (Janus).
     pub answer: Answer,
-    signaling: Signaling,
+    hangup: Hangup,
     transport: Transport,
     state: Arc<Mutex<State>>,
     tasks: Tasks,
@@ -320,19 +323,38 @@ impl Subscriber {
         };
         let posted = signaling.post_offer(url, offer.to_sdp()).await?;
         let answer = Answer::parse(&posted.answer)?;
-        let established =
-            Transport::establish(bound, &answer, &creds.ufrag, &creds.identity, opts.timeout)
-                .await?;
+        let roles = Roles::offerer(&answer);
+        let hangup = Hangup::Whip {
+            signaling,
+            location: posted.location.clone(),
+        };
+        Self::connect(creds, bound, answer, roles, posted.location, hangup, opts).await
+    }
+
+    /// Brings up a session whose offer/answer is done: `remote` is the server's side
+    /// (its answer to our offer, or its offer we answered), `roles` ours.
+    pub(super) async fn connect(
+        creds: Credentials,
+        bound: transport::Bound,
+        remote: Answer,
+        roles: Roles,
+        location: String,
+        hangup: Hangup,
+        opts: &ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let answer = remote;
+        let established = Transport::establish(bound, &answer, &creds, roles, opts.timeout).await?;
         let keys = established.keys;
         let srtp = |k: &sluice_dataplane::router::SrtpKeys| {
             SrtpContext::new(k.profile, &k.key, &k.salt)
                 .map_err(|e| ClientError::Srtp(e.to_string()))
         };
-        // With BUNDLE every section uses one id per URI (we offered one).
+        // With BUNDLE every section uses one id per URI (we offered one; Janus's offers
+        // number them once for all sections too).
         let ext_id = |uri: &str| {
-            [MID_AUDIO, MID_VIDEO]
+            answer
+                .media
                 .iter()
-                .filter_map(|m| answer.section(m))
                 .find_map(|s| s.extmap_id(uri))
                 .unwrap_or(0)
         };
@@ -375,9 +397,9 @@ impl Subscriber {
             )),
         ];
         Ok(Self {
-            location: posted.location,
+            location,
             answer,
-            signaling,
+            hangup,
             transport,
             state,
             tasks: tasks.into(),
@@ -439,9 +461,10 @@ impl Subscriber {
         self.transport.dtls_closed()
     }
 
-    /// DELETEs the resource, then sends close_notify.
+    /// Ends the session at the server (WHEP: DELETE the resource; Janus: detach the
+    /// handle), then sends close_notify.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        let result = self.signaling.delete(&self.location).await;
+        let result = self.hangup.send().await;
         self.tasks.abort_all();
         self.transport.close().await;
         result

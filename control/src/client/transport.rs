@@ -4,8 +4,8 @@
 
 use super::ClientError;
 use super::answer::Answer;
-use super::ice::{IceAgent, IceState, IceStats};
-use crate::dtls::{self, DtlsIdentity, DtlsSession, SendFn, SrtpSessionKeys};
+use super::ice::{IceAgent, IceCredentials, IceRole, IceState, IceStats};
+use crate::dtls::{self, DtlsSession, SendFn, SrtpSessionKeys};
 use bytes::Bytes;
 use sluice_dataplane::demux::{PacketKind, classify};
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +51,37 @@ pub struct Transport {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Who does what on the transport, from the offer/answer exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub ice: IceRole,
+    /// We send the ClientHello (`a=setup:active` on our side).
+    pub dtls_client: bool,
+}
+
+impl Roles {
+    /// We offered (`a=setup:actpass`): controlling, and the DTLS role the answer left us.
+    pub fn offerer(answer: &Answer) -> Self {
+        Self {
+            ice: IceRole::Controlling,
+            dtls_client: answer.setup != "active",
+        }
+    }
+
+    /// The peer offered and we answer `a=setup:active`: controlled (unless the offerer
+    /// is lite, RFC 8445 6.1.1) and the DTLS client.
+    pub fn answerer(offer: &Answer) -> Self {
+        Self {
+            ice: if offer.ice_lite {
+                IceRole::Controlling
+            } else {
+                IceRole::Controlled
+            },
+            dtls_client: true,
+        }
+    }
+}
+
 /// A transport with DTLS done: the keys and the channel of SRTP/SRTCP datagrams.
 #[derive(Debug)]
 pub struct Established {
@@ -64,24 +95,30 @@ fn lock(ice: &Mutex<IceAgent>) -> MutexGuard<'_, IceAgent> {
 }
 
 impl Transport {
-    /// Runs ICE against the answer's candidate, then the DTLS handshake in the role the
-    /// answer's `a=setup` leaves us.
+    /// Runs ICE against the peer's candidate (its description: the answer to our offer,
+    /// or the offer we answered), then the DTLS handshake, in `roles`.
     pub async fn establish(
         bound: Bound,
         answer: &Answer,
-        local_ufrag: &str,
-        identity: &DtlsIdentity,
+        local: &super::Credentials,
+        roles: Roles,
         timeout: Duration,
     ) -> Result<Established, ClientError> {
+        let identity = &local.identity;
         let remote = answer
             .candidate_for(bound.local.ip())
             .ok_or_else(|| ClientError::Answer("no UDP candidate of our address family".into()))?;
         let socket = Arc::new(bound.socket);
+        let creds = IceCredentials {
+            local_ufrag: local.ufrag.clone(),
+            local_pwd: local.pwd.clone(),
+            remote_ufrag: answer.ice_ufrag.clone(),
+            remote_pwd: answer.ice_pwd.clone(),
+        };
         let ice = Arc::new(Mutex::new(IceAgent::new(
             Instant::now(),
-            local_ufrag,
-            &answer.ice_ufrag,
-            &answer.ice_pwd,
+            roles.ice,
+            &creds,
             remote,
         )));
         let (state_tx, mut ice_state) = watch::channel(IceState::Checking);
@@ -112,13 +149,16 @@ impl Transport {
             .push(tokio::spawn(ice_timer(socket, remote, ice, state_tx)));
 
         let deadline = tokio::time::Instant::now() + timeout;
+        // Copied out at once: the watch's read guard held across the DTLS handshake would
+        // block the receive loop's next state update (a full agent's checks keep coming).
         let connected =
             tokio::time::timeout_at(deadline, ice_state.wait_for(|s| *s != IceState::Checking))
-                .await;
+                .await
+                .map(|r| r.map(|s| *s));
         match connected {
             Err(_) => return Err(ClientError::IceTimeout),
             Ok(Err(_)) => return Err(ClientError::Ice("ICE tasks ended".into())),
-            Ok(Ok(s)) if *s == IceState::Failed => {
+            Ok(Ok(IceState::Failed)) => {
                 let why = lock(&transport.ice)
                     .last_error()
                     .map(|(c, r)| format!("error response {c} {r}"))
@@ -137,10 +177,10 @@ impl Transport {
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let expected = answer.fingerprint.clone();
-        let (keys, session) = if answer.setup == "active" {
-            dtls::accept(identity, expected, dtls_rx, send, left).await?
-        } else {
+        let (keys, session) = if roles.dtls_client {
             dtls::connect(identity, expected, dtls_rx, send, left).await?
+        } else {
+            dtls::accept(identity, expected, dtls_rx, send, left).await?
         };
         transport.dtls = Some(session);
         Ok(Established {
@@ -223,12 +263,21 @@ async fn receive_loop(
         let d = &buf[..n];
         match classify(d) {
             PacketKind::Stun => {
-                let s = {
+                let now = Instant::now();
+                let (response, triggered, s) = {
                     let mut agent = lock(&ice);
-                    agent.handle_stun(Instant::now(), d, from);
-                    agent.state()
+                    let response = agent.handle_stun(now, d, from);
+                    // A peer's check may make one of ours due at once (triggered check).
+                    (response, agent.poll_transmit(now), agent.state())
                 };
                 state.send_if_modified(|old| std::mem::replace(old, s) != s);
+                // Lost responses and checks are retransmitted by the peer and the timer.
+                if let Some(r) = response {
+                    let _ = socket.try_send_to(&r, from);
+                }
+                if let Some(r) = triggered {
+                    let _ = socket.try_send_to(&r, remote);
+                }
             }
             PacketKind::Dtls if from == remote => {
                 if dtls.try_send(Bytes::copy_from_slice(d)).is_err() {
