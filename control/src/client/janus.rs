@@ -103,6 +103,7 @@ impl JanusRoom {
     /// Publishes audio and/or video (three rid layers with `opts.simulcast`). The
     /// publisher's `id` is its feed id, for [`JanusRoom::subscribe`]. Returns once Janus
     /// reported the peer connection up (`webrtcup`), so subscribers can join at once.
+    /// (`opts.token` and `opts.region` mean nothing to Janus and are not sent.)
     pub async fn publish(&self, opts: &ClientOptions) -> Result<Publisher, ClientError> {
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let handle = self.api.attach().await?;
