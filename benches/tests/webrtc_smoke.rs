@@ -4,7 +4,7 @@
 //! null-forwarder reference every sent packet reaches every subscriber unopened.
 //! Correctness only: no timing is asserted.
 
-use sluice_bench::webrtc::fleet::Target;
+use sluice_bench::webrtc::fleet::{Signaling, Target};
 use sluice_bench::webrtc::levels::{LevelPlan, run_target};
 use sluice_bench::webrtc::workload::Workload;
 use sluice_control::node::Node;
@@ -23,6 +23,7 @@ async fn node(extra: &str) -> Node {
 fn target(node: &Node, opaque: bool) -> Target {
     Target {
         name: if opaque { "null" } else { "sluice" }.into(),
+        signaling: Signaling::Whip,
         url: node.base_url(),
         pid: Some(std::process::id()),
         verify_every: if opaque { 0 } else { 1 },

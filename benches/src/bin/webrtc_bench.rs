@@ -4,7 +4,7 @@
 //! load with loss under 0.5%. Prints a table, writes JSON and an SVG plot.
 
 use clap::Parser;
-use sluice_bench::webrtc::fleet::Target;
+use sluice_bench::webrtc::fleet::{Signaling, Target};
 use sluice_bench::webrtc::levels::{LevelPlan, run_target};
 use sluice_bench::webrtc::report::{Report, plot_svg, table};
 use sluice_bench::webrtc::workload::Workload;
@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 )]
 struct Args {
     /// What to measure, in order, in one run: `sluice` and `null` start a `sluice node`
-    /// (the second with `--null-forward`) pinned to --server-cpu; `url=URL` loads a
-    /// running WHIP/WHEP server (give --server-pid for its CPU time).
+    /// (the second with `--null-forward`) pinned to --server-cpu; `janus` (re)starts
+    /// Janus VideoRoom in a network namespace with --janus-script, pinned likewise;
+    /// `url=URL` loads a running WHIP/WHEP server (give --server-pid for its CPU time).
     #[arg(long, value_delimiter = ',', default_value = "sluice")]
     targets: Vec<String>,
     /// The server process of a `url=` target, for its CPU time.
@@ -70,6 +71,9 @@ struct Args {
     server_cpu: usize,
     #[arg(long, default_value_t = 1)]
     load_cpu: usize,
+    /// The script that sets Janus up for the `janus` target.
+    #[arg(long, default_value = "scripts/janus-peer.sh")]
+    janus_script: PathBuf,
     /// The `sluice` executable for spawned targets (default: beside this one).
     #[arg(long)]
     sluice: Option<PathBuf>,
@@ -108,6 +112,8 @@ fn spawn_node(args: &Args, null: bool) -> Result<(Spawned, String, u32), String>
     let mut cmd = Command::new(&exe);
     cmd.args(["node", "--http-listen", &format!("127.0.0.1:{port}")])
         .args([
+            "--max-sessions",
+            "100000",
             "--media-bind",
             "127.0.0.1:0",
             "--workers",
@@ -127,6 +133,8 @@ fn spawn_node(args: &Args, null: bool) -> Result<(Spawned, String, u32), String>
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut set);
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            // The node goes when the bench does, however it ends.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
@@ -144,6 +152,39 @@ fn spawn_node(args: &Args, null: bool) -> Result<(Spawned, String, u32), String>
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok((node, format!("http://{addr}"), pid))
+}
+
+/// The host side of the Janus namespace (scripts/janus-peer.sh): clients bind it.
+const JANUS_HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const JANUS_API: &str = "http://10.77.0.2:8088/janus";
+
+/// (Re)starts Janus VideoRoom in its network namespace, pinned to the server CPU, with
+/// scripts/janus-peer.sh; returns its API URL and pid.
+fn start_janus(args: &Args) -> Result<(String, u32), String> {
+    let script = args.janus_script.clone();
+    let run = |what: &str| -> Result<String, String> {
+        let out = Command::new(&script)
+            .arg(what)
+            .env("SLUICE_JANUS_CPUS", args.server_cpu.to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} {what} failed ({})",
+                script.display(),
+                out.status
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    // A fresh instance, pinned, with no rooms left from earlier runs.
+    run("down")?;
+    run("up")?;
+    let pid = run("pid")?
+        .parse()
+        .map_err(|_| "janus-peer.sh pid printed no pid".to_owned())?;
+    Ok((JANUS_API.to_owned(), pid))
 }
 
 async fn run(args: Args) -> Result<Report, String> {
@@ -186,6 +227,7 @@ async fn run(args: Args) -> Result<Report, String> {
                 let (node, url, pid) = spawn_node(&args, null)?;
                 let target = Target {
                     name: t.clone(),
+                    signaling: Signaling::Whip,
                     url,
                     pid: Some(pid),
                     verify_every: if null { 0 } else { args.verify_every },
@@ -194,12 +236,26 @@ async fn run(args: Args) -> Result<Report, String> {
                 };
                 (Some(node), target)
             }
+            "janus" => {
+                let (url, pid) = start_janus(&args)?;
+                let target = Target {
+                    name: t.clone(),
+                    signaling: Signaling::Janus,
+                    url,
+                    pid: Some(pid),
+                    verify_every: args.verify_every,
+                    opaque: false,
+                    bind: IpAddr::V4(JANUS_HOST_IP),
+                };
+                (None, target)
+            }
             other => {
-                let url = other
-                    .strip_prefix("url=")
-                    .ok_or_else(|| format!("unknown target {other:?} (sluice, null, url=URL)"))?;
+                let url = other.strip_prefix("url=").ok_or_else(|| {
+                    format!("unknown target {other:?} (sluice, null, janus, url=URL)")
+                })?;
                 let target = Target {
                     name: url.to_owned(),
+                    signaling: Signaling::Whip,
                     url: url.trim_end_matches('/').to_owned(),
                     pid: args.server_pid,
                     verify_every: args.verify_every,

@@ -7,17 +7,32 @@ use super::probe::{Probe, ProbeCounts};
 use super::stamp::{self, Stamp};
 use super::workload::{AUDIO_INTERVAL, Workload};
 use crate::dataplane::cpu::monotonic_ns;
+use sluice_control::client::janus::JanusRoom;
 use sluice_control::client::{self, ClientOptions, Publisher, Subscriber};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
+/// ICE and DTLS must complete within this; an overloaded server fails sessions rather
+/// than stalling the ramp.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How sessions are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signaling {
+    /// WHIP and WHEP: `{url}/whip/{room}`, `{url}/whep/{room}/{publisher}`.
+    Whip,
+    /// Janus VideoRoom through its HTTP API at `url` (`http://host:8088/janus`).
+    Janus,
+}
+
 /// Where the sessions go.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
-    /// Base URL of a WHIP/WHEP server (`{url}/whip/{room}`, `{url}/whep/{room}/{id}`).
+    pub signaling: Signaling,
+    /// The WHIP/WHEP base URL, or the Janus API URL.
     pub url: String,
     /// The server's process, for its CPU time.
     pub pid: Option<u32>,
@@ -58,10 +73,12 @@ pub struct Fleet {
     pub fan_out: usize,
     /// Set-up time of every session, in order of completion.
     pub setup: Vec<Duration>,
-    /// Sessions that could not be set up, with the first error.
-    pub failed: usize,
+    /// Sessions of each room that could not be set up; with the first error.
+    failed: Vec<usize>,
     pub first_error: Option<String>,
     rooms: usize,
+    /// Janus rooms by index, destroyed with their sessions.
+    janus: Vec<Option<JanusRoom>>,
 }
 
 /// Sequence and position of subscriber loss accounting: (expected, received).
@@ -78,9 +95,10 @@ impl Fleet {
             senders: Vec::new(),
             subscribers: Vec::new(),
             setup: Vec::new(),
-            failed: 0,
+            failed: Vec::new(),
             first_error: None,
             rooms: 0,
+            janus: Vec::new(),
             sent_before: 0,
             fan_out: 0,
         }
@@ -90,8 +108,20 @@ impl Fleet {
         self.rooms
     }
 
+    /// Sessions up now.
+    pub fn sessions(&self) -> usize {
+        self.senders.len() + self.subscribers.len()
+    }
+
+    /// Sessions of the rooms now present that could not be set up.
+    pub fn failed(&self) -> usize {
+        self.failed.iter().sum()
+    }
+
     fn fail(&mut self, e: impl std::fmt::Display) {
-        self.failed += 1;
+        if let Some(n) = self.failed.last_mut() {
+            *n += 1;
+        }
         self.first_error.get_or_insert_with(|| e.to_string());
     }
 
@@ -100,9 +130,29 @@ impl Fleet {
     pub async fn grow(&mut self, target: &Target, w: &Workload, rooms: usize, run_id: u64) {
         self.fan_out = w.subscribers;
         while self.rooms < rooms {
+            // A server refusing most sessions is past saturation: stop adding rooms.
+            if self.failed() >= 16 && self.failed() * 2 > self.setup.len() {
+                break;
+            }
             let index = self.rooms;
+            self.failed.push(0);
             let room = format!("bench-{run_id:x}-{index}");
             self.rooms += 1;
+            let janus = match target.signaling {
+                Signaling::Whip => None,
+                Signaling::Janus => {
+                    // Room ids unique to this run: the low bits of the run, then the room.
+                    let id = ((run_id & 0xff_ffff) << 20) | index as u64 | 1 << 44;
+                    match JanusRoom::create(&target.url, id).await {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            self.fail(format!("janus room: {e}"));
+                            self.janus.push(None);
+                            continue;
+                        }
+                    }
+                }
+            };
             let mut ids = Vec::new();
             for _ in 0..w.publishers {
                 let opts = ClientOptions {
@@ -111,10 +161,15 @@ impl Fleet {
                     simulcast: w.simulcast && w.video,
                     bind: target.bind,
                     keep_payloads: 0,
+                    timeout: SETUP_TIMEOUT,
                     ..ClientOptions::default()
                 };
                 let started = Instant::now();
-                match client::publish(&target.url, &room, &opts).await {
+                let published = match &janus {
+                    Some(r) => r.publish(&opts).await,
+                    None => client::publish(&target.url, &room, &opts).await,
+                };
+                match published {
                     Ok(publisher) => {
                         self.setup.push(started.elapsed());
                         ids.push(publisher.id.clone());
@@ -135,13 +190,18 @@ impl Fleet {
                         // A generous receive estimate, so the server forwards the top
                         // layer (as to a browser on a good network).
                         remb: Some(50_000_000),
+                        timeout: SETUP_TIMEOUT,
                         observer: Some(probe.observer()),
                         ..ClientOptions::default()
                     };
                     let (url, room, id) = (target.url.as_str(), room.as_str(), id.as_str());
+                    let janus = janus.as_ref();
                     pending.push(async move {
                         let started = Instant::now();
-                        let s = client::subscribe(url, room, Some(id), &opts).await;
+                        let s = match janus {
+                            Some(r) => r.subscribe(id, &opts).await,
+                            None => client::subscribe(url, room, Some(id), &opts).await,
+                        };
                         (s.map(|s| (s, probe)), started.elapsed())
                     });
                 }
@@ -160,6 +220,7 @@ impl Fleet {
                     (Err(e), _) => self.fail(format!("subscribe: {e}")),
                 }
             }
+            self.janus.push(janus);
         }
     }
 
@@ -218,11 +279,20 @@ impl Fleet {
         self.sent_before += gone.iter().map(|s| s.sent.load(Relaxed)).sum::<u64>();
         close_all(gone, leaving).await;
         self.rooms = self.rooms.min(rooms);
+        self.failed.truncate(self.rooms);
+        destroy_rooms(self.janus.split_off(self.rooms.min(self.janus.len()))).await;
     }
 
     /// Stops sending and closes every session.
     pub async fn close(self) {
         close_all(self.senders, self.subscribers).await;
+        destroy_rooms(self.janus).await;
+    }
+}
+
+async fn destroy_rooms(rooms: Vec<Option<JanusRoom>>) {
+    for r in rooms.into_iter().flatten() {
+        let _ = r.destroy().await;
     }
 }
 

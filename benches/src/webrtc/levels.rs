@@ -143,10 +143,9 @@ pub async fn run_target(
         };
     }
     if let Some(e) = &fleet.first_error {
-        result.notes.push(format!(
-            "{}: {} session(s) failed: {e}",
-            target.name, fleet.failed
-        ));
+        result
+            .notes
+            .push(format!("{}: sessions failed, the first: {e}", target.name));
     }
     if plan.ramp && result.saturation.is_none() {
         result.notes.push(format!(

@@ -168,8 +168,8 @@ pub async fn measure(
     let secs = wall.as_secs_f64();
     LevelResult {
         rooms: fleet.rooms(),
-        sessions: fleet.setup.len(),
-        failed_sessions: fleet.failed,
+        sessions: fleet.sessions(),
+        failed_sessions: fleet.failed(),
         window_s: secs,
         sent,
         forwarded,
