@@ -6,7 +6,7 @@
 use clap::Parser;
 use sluice_bench::webrtc::fleet::{Signaling, Target};
 use sluice_bench::webrtc::levels::{LevelPlan, run_target};
-use sluice_bench::webrtc::report::{Report, plot_svg, table};
+use sluice_bench::webrtc::report::{Report, TargetResult, plot_svg, table};
 use sluice_bench::webrtc::workload::Workload;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -82,6 +82,10 @@ struct Args {
     /// SVG plot of rate, CPU and latency over time.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Measure every target this many times, alternating, and report each target's
+    /// median run (fixed load only).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     /// Short windows, for a quick look.
     #[arg(long)]
     quick: bool,
@@ -187,6 +191,28 @@ fn start_janus(args: &Args) -> Result<(String, u32), String> {
     Ok((JANUS_API.to_owned(), pid))
 }
 
+/// Of a target's repeated runs, the one with the median CPU per forwarded packet, with
+/// every run's figure in a note.
+fn median_run(mut runs: Vec<TargetResult>) -> TargetResult {
+    let ns = |r: &TargetResult| {
+        r.headline()
+            .and_then(|l| l.server_cpu_ns_per_packet)
+            .unwrap_or(f64::MAX)
+    };
+    runs.sort_by(|a, b| ns(a).total_cmp(&ns(b)));
+    let all: Vec<String> = runs.iter().map(|r| format!("{:.0}", ns(r))).collect();
+    let n = runs.len();
+    let mut median = runs.swap_remove(n / 2);
+    if n > 1 {
+        median.notes.push(format!(
+            "{}: median of {n} runs; CPU ns per packet of each: {}",
+            median.target,
+            all.join(", ")
+        ));
+    }
+    median
+}
+
 async fn run(args: Args) -> Result<Report, String> {
     let workload = Workload {
         rooms: args.rooms,
@@ -219,56 +245,60 @@ async fn run(args: Args) -> Result<Report, String> {
         refine: 3,
         progress: true,
     };
-    let mut targets = Vec::new();
-    for t in &args.targets {
-        let (spawned, target) = match t.as_str() {
-            "sluice" | "null" => {
-                let null = t == "null";
-                let (node, url, pid) = spawn_node(&args, null)?;
-                let target = Target {
-                    name: t.clone(),
-                    signaling: Signaling::Whip,
-                    url,
-                    pid: Some(pid),
-                    verify_every: if null { 0 } else { args.verify_every },
-                    opaque: null,
-                    bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                };
-                (Some(node), target)
-            }
-            "janus" => {
-                let (url, pid) = start_janus(&args)?;
-                let target = Target {
-                    name: t.clone(),
-                    signaling: Signaling::Janus,
-                    url,
-                    pid: Some(pid),
-                    verify_every: args.verify_every,
-                    opaque: false,
-                    bind: IpAddr::V4(JANUS_HOST_IP),
-                };
-                (None, target)
-            }
-            other => {
-                let url = other.strip_prefix("url=").ok_or_else(|| {
-                    format!("unknown target {other:?} (sluice, null, janus, url=URL)")
-                })?;
-                let target = Target {
-                    name: url.to_owned(),
-                    signaling: Signaling::Whip,
-                    url: url.trim_end_matches('/').to_owned(),
-                    pid: args.server_pid,
-                    verify_every: args.verify_every,
-                    opaque: false,
-                    bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                };
-                (None, target)
-            }
-        };
-        let result = run_target(&target, &workload, &plan, run_id).await;
-        drop(spawned);
-        targets.push(result);
+    let repeats = if args.ramp { 1 } else { args.repeats.max(1) };
+    let mut runs: Vec<Vec<TargetResult>> = vec![Vec::new(); args.targets.len()];
+    for round in 0..repeats {
+        for (ti, t) in args.targets.iter().enumerate() {
+            let (spawned, target) = match t.as_str() {
+                "sluice" | "null" => {
+                    let null = t == "null";
+                    let (node, url, pid) = spawn_node(&args, null)?;
+                    let target = Target {
+                        name: t.clone(),
+                        signaling: Signaling::Whip,
+                        url,
+                        pid: Some(pid),
+                        verify_every: if null { 0 } else { args.verify_every },
+                        opaque: null,
+                        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    };
+                    (Some(node), target)
+                }
+                "janus" => {
+                    let (url, pid) = start_janus(&args)?;
+                    let target = Target {
+                        name: t.clone(),
+                        signaling: Signaling::Janus,
+                        url,
+                        pid: Some(pid),
+                        verify_every: args.verify_every,
+                        opaque: false,
+                        bind: IpAddr::V4(JANUS_HOST_IP),
+                    };
+                    (None, target)
+                }
+                other => {
+                    let url = other.strip_prefix("url=").ok_or_else(|| {
+                        format!("unknown target {other:?} (sluice, null, janus, url=URL)")
+                    })?;
+                    let target = Target {
+                        name: url.to_owned(),
+                        signaling: Signaling::Whip,
+                        url: url.trim_end_matches('/').to_owned(),
+                        pid: args.server_pid,
+                        verify_every: args.verify_every,
+                        opaque: false,
+                        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    };
+                    (None, target)
+                }
+            };
+            let result = run_target(&target, &workload, &plan, run_id + round as u64).await;
+            drop(spawned);
+            runs[ti].push(result);
+        }
     }
+    let targets: Vec<TargetResult> = runs.into_iter().map(median_run).collect();
     let mut notes = vec![format!(
         "offered: {} publisher(s) x {} subscriber(s) per room, {:.0} packets/s per subscriber per publisher; subscribers verify {}",
         workload.publishers,
@@ -280,18 +310,18 @@ async fn run(args: Args) -> Result<Report, String> {
             n => format!("one packet in {n} (checksum, latency)"),
         }
     )];
-    if let Some(base) = targets
-        .first()
-        .and_then(|t| t.headline())
-        .and_then(|l| l.server_cpu_ns_per_packet)
+    let ns = |t: &TargetResult| t.headline().and_then(|l| l.server_cpu_ns_per_packet);
+    if let Some(first) = targets.first()
+        && let Some(base) = ns(first)
     {
         for t in targets.iter().skip(1) {
-            if let Some(ns) = t.headline().and_then(|l| l.server_cpu_ns_per_packet) {
+            if let Some(other) = ns(t) {
                 notes.push(format!(
-                    "{} per forwarded packet: {:.2}x the CPU of {}",
-                    args.targets[0],
-                    base / ns,
-                    t.target
+                    "{}: {:.2}x the CPU per forwarded packet of {}; {:.2}x its packets per CPU-second",
+                    first.target,
+                    base / other,
+                    t.target,
+                    other / base
                 ));
             }
         }
