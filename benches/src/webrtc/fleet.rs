@@ -347,10 +347,12 @@ fn spawn_sender(room: usize, mut publisher: Publisher, w: Workload, stream_base:
                 };
                 seq[3] += 1;
                 stamp::seal(&mut buf, w.audio_bytes.max(stamp::TRAILER_LEN), stamp);
+                // Counted before it goes, so no subscriber can see a packet that the
+                // count does not include yet (the window edges rely on it).
+                counter.fetch_add(1, Relaxed);
                 if publisher.send_audio(&buf).await.is_err() {
                     return None;
                 }
-                counter.fetch_add(1, Relaxed);
             }
             if layers > 0 && now >= next_frame {
                 // After a stall, carry on at the frame rate instead of bursting to
@@ -382,10 +384,14 @@ fn spawn_sender(room: usize, mut publisher: Publisher, w: Workload, stream_base:
                         chunks.push(c);
                     }
                     let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
-                    match publisher.send_video_frame(layer, &refs, keyframe).await {
-                        Ok(n) => counter.fetch_add(n as u64, Relaxed),
-                        Err(_) => return None,
-                    };
+                    counter.fetch_add(refs.len() as u64, Relaxed);
+                    if publisher
+                        .send_video_frame(layer, &refs, keyframe)
+                        .await
+                        .is_err()
+                    {
+                        return None;
+                    }
                 }
             }
         }
