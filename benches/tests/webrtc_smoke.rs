@@ -71,7 +71,9 @@ async fn a_ramp_below_saturation_loses_and_corrupts_nothing() {
         assert!(l.forwarded > 0);
         assert_eq!(l.loss, 0.0, "{l:?}");
         assert_eq!(l.corrupt, 0);
-        assert_eq!(l.verified, l.forwarded, "every packet verified");
+        // Every packet verified: a subscriber counts a packet just before it checks
+        // it, so one per subscriber may straddle a window edge.
+        assert!(l.forwarded.abs_diff(l.verified) <= 6, "{l:?}");
         assert!(l.latency_p50_ms.is_some() && l.latency_p999_ms.is_some());
         assert!(l.setup_p50_ms.is_some() && l.setup_p99_ms.is_some());
         assert!(l.server_cpu_ns_per_packet.is_some_and(|ns| ns > 0.0));
