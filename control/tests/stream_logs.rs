@@ -14,7 +14,9 @@ use sluice_control::client::{self, ClientOptions, Subscriber};
 use sluice_control::cluster::ClusterCa;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{alive_members, free_udp_port, subscribe_when_listed, write_cluster_config};
+use support::{
+    alive_members, free_udp_port, spawn_node_with, subscribe_when_listed, write_cluster_config,
+};
 
 const ROOM: &str = "logs-room";
 const PT_OPUS: u8 = 111;
@@ -22,32 +24,16 @@ const PT_OPUS: u8 = 111;
 /// Runs `sluice node --config <config> --log-format json`, its stderr (the log) into
 /// `log`; returns it with the base URL it prints.
 async fn spawn_logged(config: &str, log: &Path) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
     let file = std::fs::File::create(log).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["node", "--config", config, "--log-format", "json"])
-        .args(["--log-level", "info"])
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(file)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting `sluice node`");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("`sluice node` prints its URL within 30 s")
-        .expect("reading its stdout")
-        .expect("a line before it exits");
-    let url = line
-        .strip_prefix("sluice node listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .trim_end_matches('/')
-        .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    let args = [
+        "--config",
+        config,
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+    ];
+    spawn_node_with(&args, file.into()).await
 }
 
 /// Every JSON line of a node's log so far (a line being written may be cut: skipped).

@@ -393,35 +393,9 @@ impl Publisher {
         data: &[u8],
         keyframe: bool,
     ) -> Result<(), ClientError> {
-        let packet = {
-            let mut st = lock(&self.state);
-            let twcc = next_transport_seq(&mut st);
-            let overhead = st.outbound.profile().rtp_overhead();
-            let pid = st
-                .picture_ids
-                .get_mut(layer)
-                .ok_or_else(|| ClientError::Options(format!("no video layer {layer}")))?;
-            let picture_id = *pid;
-            *pid = (*pid + 1) & 0x7fff;
-            let payload = vp8_payload(picture_id, keyframe, layer, data);
-            let stream = st
-                .video
-                .get_mut(layer)
-                .ok_or_else(|| ClientError::Options(format!("no video layer {layer}")))?;
-            let ssrc = stream.ssrc;
-            let plain = stream.packet(&payload, true, VIDEO_TS_STEP, twcc, overhead);
-            let next_seq = stream.seq;
-            let protected = st.protect(&plain)?;
-            st.remember(ssrc, plain);
-            if let Some(s) = st.stream_stats(ssrc) {
-                s.packets += 1;
-                s.payload_bytes += data.len() as u64;
-                s.keyframes += u64::from(keyframe);
-                s.next_seq = next_seq;
-            }
-            protected
-        };
-        self.transport.send(&packet).await
+        self.send_video_frame(layer, &[data], keyframe)
+            .await
+            .map(drop)
     }
 
     /// Sends one video frame on simulcast `layer` as one packet per chunk, packetized

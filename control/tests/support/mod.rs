@@ -113,13 +113,23 @@ pub async fn subscribe_when_listed(base: &str, room: &str, publisher: &str) -> S
 
 /// Runs the real `sluice node` with `args` and returns it with the base URL it prints.
 pub async fn spawn_node(args: &[&str]) -> (tokio::process::Child, String) {
+    spawn_node_with(args, std::process::Stdio::inherit()).await
+}
+
+/// As [`spawn_node`], its stderr (the log) going to `stderr`.
+pub async fn spawn_node_with(
+    args: &[&str],
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("node")
         .args(args)
+        // The node logs at the level its arguments give (a test may read its log).
+        .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("starting `sluice node`");
