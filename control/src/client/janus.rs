@@ -197,10 +197,7 @@ impl JanusRoom {
         let answer = AnswerSpec {
             ice_ufrag: creds.ufrag.clone(),
             ice_pwd: creds.pwd.clone(),
-            fingerprint_sha256: opts
-                .announced_fingerprint
-                .clone()
-                .unwrap_or_else(|| creds.identity.fingerprint_sha256().to_owned()),
+            fingerprint_sha256: creds.announced_fingerprint(opts),
             candidate: bound.local,
             audio: opts.audio,
             video: opts.video,

@@ -6,7 +6,7 @@
 use super::ClientError;
 use super::answer::{Answer, AnswerMedia};
 use super::offer::{
-    URI_AUDIO_LEVEL, URI_MID, URI_REPAIRED_RID, URI_RID, URI_TRANSPORT_CC, host_priority,
+    URI_AUDIO_LEVEL, URI_MID, URI_REPAIRED_RID, URI_RID, URI_TRANSPORT_CC, host_candidate,
 };
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -137,17 +137,7 @@ impl AnswerSpec {
                 line(s, &format!("a=fmtp:{pt} apt={apt}"));
             }
         }
-        let c = self.candidate;
-        line(
-            s,
-            &format!(
-                "a=candidate:1 1 udp {} {} {} typ host",
-                host_priority(),
-                c.ip(),
-                c.port()
-            ),
-        );
-        line(s, "a=end-of-candidates");
+        host_candidate(s, self.candidate);
     }
 }
 

@@ -215,6 +215,14 @@ struct Credentials {
 }
 
 impl Credentials {
+    /// The `a=fingerprint` to put in our SDP: our certificate's, unless the options
+    /// announce another (tests of the server's certificate check).
+    fn announced_fingerprint(&self, opts: &ClientOptions) -> String {
+        opts.announced_fingerprint
+            .clone()
+            .unwrap_or_else(|| self.identity.fingerprint_sha256().to_owned())
+    }
+
     fn generate(opts: &ClientOptions) -> Result<Self, ClientError> {
         let identity = match opts.certificate {
             CertificateKind::Ecdsa => DtlsIdentity::generate()?,

@@ -103,17 +103,7 @@ impl OfferSpec {
     }
 
     fn candidates(&self, s: &mut String) {
-        let c = self.candidate;
-        line(
-            s,
-            &format!(
-                "a=candidate:1 1 udp {} {} {} typ host",
-                host_priority(),
-                c.ip(),
-                c.port()
-            ),
-        );
-        line(s, "a=end-of-candidates");
+        host_candidate(s, self.candidate);
     }
 
     fn ssrc_lines(&self, s: &mut String, ssrc: u32, track: &str) {
@@ -199,6 +189,20 @@ fn line(s: &mut String, l: &str) {
 }
 
 /// RFC 8445 5.1.2.1 with host type preference 126, local preference 65535, component 1.
+/// Our one host candidate, and that there will be no other.
+pub(super) fn host_candidate(s: &mut String, c: std::net::SocketAddr) {
+    line(
+        s,
+        &format!(
+            "a=candidate:1 1 udp {} {} {} typ host",
+            host_priority(),
+            c.ip(),
+            c.port()
+        ),
+    );
+    line(s, "a=end-of-candidates");
+}
+
 pub const fn host_priority() -> u32 {
     (126 << 24) | (65535 << 8) | 255
 }

@@ -124,10 +124,7 @@ impl PublishOffer {
         let sdp = OfferSpec {
             ice_ufrag: creds.ufrag.clone(),
             ice_pwd: creds.pwd.clone(),
-            fingerprint_sha256: opts
-                .announced_fingerprint
-                .clone()
-                .unwrap_or_else(|| creds.identity.fingerprint_sha256().to_owned()),
+            fingerprint_sha256: creds.announced_fingerprint(opts),
             direction: OfferDirection::SendOnly,
             candidate: bound.local,
             cname: creds.cname.clone(),

@@ -305,10 +305,7 @@ impl Subscriber {
         let offer = OfferSpec {
             ice_ufrag: creds.ufrag.clone(),
             ice_pwd: creds.pwd.clone(),
-            fingerprint_sha256: opts
-                .announced_fingerprint
-                .clone()
-                .unwrap_or_else(|| creds.identity.fingerprint_sha256().to_owned()),
+            fingerprint_sha256: creds.announced_fingerprint(opts),
             direction: OfferDirection::RecvOnly,
             candidate: bound.local,
             cname: creds.cname.clone(),
