@@ -270,16 +270,9 @@ async fn remb_from_the_subscriber_moves_it_to_the_top_layer() {
                 rtcp_interval: Duration::from_millis(100),
                 ..ClientOptions::default()
             };
-            for _ in 0..100 {
-                match client::subscribe(&base, "remb", Some(&id), &opts).await {
-                    Ok(s) => return s,
-                    Err(ClientError::Http { status: 404, .. }) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    Err(e) => panic!("subscribe: {e}"),
-                }
-            }
-            panic!("publisher never listed");
+            client::subscribe_when_listed(&base, "remb", &id, &opts, Duration::from_secs(2))
+                .await
+                .unwrap_or_else(|e| panic!("subscribe: {e}"))
         }
     };
     let subscriber = subscribe(50_000_000).await;

@@ -7,7 +7,7 @@
 //! covered by path selection's own tests (`control/src/cascade/paths/tests.rs`).
 
 use sluice_bench::impair::{Impairment, Relay, RelayConfig};
-use sluice_control::client::{self, ClientError, ClientOptions, Subscriber};
+use sluice_control::client::{self, ClientOptions, Subscriber};
 use sluice_control::cluster::ClusterCa;
 use sluice_control::config::NodeConfig;
 use sluice_control::node::Node;
@@ -129,16 +129,15 @@ async fn a_bad_direct_link_is_relayed_through_the_third_node_and_recovers() {
 
     let opts = ClientOptions::default();
     let mut publisher = client::publish(&a.base_url(), ROOM, &opts).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let sub = loop {
-        match client::subscribe(&c.base_url(), ROOM, Some(&publisher.id), &opts).await {
-            Ok(s) => break s,
-            Err(ClientError::Http { status: 404, .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("subscribe on C: {e}"),
-        }
-    };
+    let sub = client::subscribe_when_listed(
+        &c.base_url(),
+        ROOM,
+        &publisher.id,
+        &opts,
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("subscribe on C: {e}"));
     // Sends 20 ms audio until `done`, at most `limit`; returns how long it took.
     macro_rules! talk_until {
         ($limit:expr, $what:expr, $done:expr) => {{

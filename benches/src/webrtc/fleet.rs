@@ -200,7 +200,10 @@ impl Fleet {
                         let started = Instant::now();
                         let s = match janus {
                             Some(r) => r.subscribe(id, &opts).await,
-                            None => client::subscribe(url, room, Some(id), &opts).await,
+                            None => {
+                                client::subscribe_when_listed(url, room, id, &opts, SETUP_TIMEOUT)
+                                    .await
+                            }
                         };
                         (s.map(|s| (s, probe)), started.elapsed())
                     });

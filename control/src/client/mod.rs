@@ -206,6 +206,28 @@ pub async fn subscribe(
     Subscriber::start(base_url, room, publisher_id, opts).await
 }
 
+/// Subscribes to `publisher_id` in `room`, retrying the 404 a node answers until it lists
+/// the publisher, for up to `patience`. A node lists a publisher once its side of the DTLS
+/// handshake is done, which can trail the publishing client's by a moment; a far node,
+/// once the room's state has reached it. Other errors return at once.
+pub async fn subscribe_when_listed(
+    base_url: &str,
+    room: &str,
+    publisher_id: &str,
+    opts: &ClientOptions,
+    patience: Duration,
+) -> Result<Subscriber, ClientError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match subscribe(base_url, room, Some(publisher_id), opts).await {
+            Err(e) if e.status() == Some(404) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Our per-session ICE credentials and DTLS identity.
 struct Credentials {
     ufrag: String,

@@ -114,7 +114,7 @@ pub struct MediaSection {
     pub announce: Vec<IpAddr>,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
-    /// Pin worker `i` to core `i`.
+    /// Pin worker `i` to the `i`-th core of the process's allowed CPU set.
     pub pin_cores: bool,
     pub driver: Driver,
     /// SO_RCVBUF/SO_SNDBUF of each worker socket, in bytes.

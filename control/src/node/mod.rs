@@ -26,7 +26,7 @@ use crate::config::{Driver, NodeConfig};
 use crate::dtls::DtlsIdentity;
 use crate::rooms::Rooms;
 use anyhow::Context;
-use sluice_dataplane::driver::{DriverConfig, DriverKind};
+use sluice_dataplane::driver::{DriverConfig, DriverKind, allowed_cores};
 use sluice_dataplane::router::{RouterConfig, RouterStats, SessionId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -413,7 +413,7 @@ fn driver_config(config: &NodeConfig) -> DriverConfig {
     DriverConfig {
         bind: m.bind,
         workers: if m.workers == 0 { cores } else { m.workers },
-        pin_cores: m.pin_cores.then(|| (0..cores).collect()),
+        pin_cores: m.pin_cores.then(|| pinnable_cores(cores)),
         kind: match m.driver {
             Driver::Auto => DriverKind::Auto,
             Driver::Uring => DriverKind::Uring,
@@ -426,6 +426,15 @@ fn driver_config(config: &NodeConfig) -> DriverConfig {
         },
         ..defaults
     }
+}
+
+/// The cores workers pin to: the ones this process is allowed (a cpuset, `taskset`,
+/// `CPUAffinity=`), in order, so confining the node and pinning it compose.
+fn pinnable_cores(cores: usize) -> Vec<usize> {
+    allowed_cores().unwrap_or_else(|e| {
+        tracing::warn!("reading the allowed CPU set failed ({e}); pinning to CPUs 0..{cores}");
+        (0..cores).collect()
+    })
 }
 
 fn router_config(config: &NodeConfig) -> RouterConfig {

@@ -2,7 +2,7 @@
 //! publisher is listed. Each test crate uses part of it.
 #![allow(dead_code)]
 
-use sluice_control::client::{self, ClientError, ClientOptions, Subscriber};
+use sluice_control::client::{self, ClientOptions, Subscriber};
 use sluice_control::cluster::ClusterCa;
 use sluice_control::config::NodeConfig;
 use sluice_control::node::Node;
@@ -87,24 +87,16 @@ pub async fn start_cluster_with(dir: &Path, nodes: &[(&str, String, String)]) ->
 }
 
 /// Subscribes to `publisher`, retrying the 404 a node answers until it lists the
-/// publisher: after the publisher's DTLS handshake on its own node, and on a far node
-/// once the room's state arrived.
+/// publisher (see [`client::subscribe_when_listed`]); panics after 15 s or on another error.
 pub async fn subscribe_when_listed_with(
     base: &str,
     room: &str,
     publisher: &str,
     opts: &ClientOptions,
 ) -> Subscriber {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match client::subscribe(base, room, Some(publisher), opts).await {
-            Ok(s) => return s,
-            Err(ClientError::Http { status: 404, .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("subscribe to {publisher} on {base}: {e}"),
-        }
-    }
+    client::subscribe_when_listed(base, room, publisher, opts, Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("subscribe to {publisher} on {base}: {e}"))
 }
 
 pub async fn subscribe_when_listed(base: &str, room: &str, publisher: &str) -> Subscriber {
@@ -121,15 +113,24 @@ pub async fn spawn_node_with(
     args: &[&str],
     stderr: std::process::Stdio,
 ) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("node")
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.arg("node")
         .args(args)
         // The node logs at the level its arguments give (a test may read its log).
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
+        .stderr(stderr);
+    start_node_command(cmd).await
+}
+
+/// Runs `cmd` (a `sluice node` command line) with its stdout piped and returns it with
+/// the base URL it prints first; panics if it exits before printing one.
+pub async fn start_node_command(
+    mut cmd: tokio::process::Command,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd
         .stdout(std::process::Stdio::piped())
-        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("starting `sluice node`");
@@ -139,7 +140,7 @@ pub async fn spawn_node_with(
         .await
         .expect("`sluice node` prints its URL within 30 s")
         .expect("reading its stdout")
-        .expect("a line before it exits");
+        .expect("`sluice node` printed its URL before exiting (see its log)");
     let url = line
         .strip_prefix("sluice node listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))

@@ -16,6 +16,7 @@
 //!   than any before. `DriverConfig::on_worker_start` lets a test mark worker threads for
 //!   a counting allocator (see `tests/driver_zero_alloc.rs`).
 
+mod affinity;
 mod batch;
 mod bufring;
 mod config;
@@ -29,6 +30,7 @@ mod steer;
 mod uring;
 mod workers;
 
+pub use affinity::allowed_cores;
 pub use config::{DriverConfig, DriverKind, OnWorkerStart};
 pub use probe::probe_uring;
 pub use stats::{WorkerStats, current_thread_cpu_ns, thread_cpu_ns};

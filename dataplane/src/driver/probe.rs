@@ -30,6 +30,12 @@ fn explain_setup(e: &io::Error) -> String {
                  profile denies it)"
             )
         }
+        Some(libc::ENOMEM) => {
+            "io_uring_setup: ENOMEM (io_uring charges its rings to RLIMIT_MEMLOCK, per \
+             user, unless the process has CAP_IPC_LOCK: raise the limit, e.g. \
+             LimitMEMLOCK=infinity; see docs/tuning.md#memory-lock-limit)"
+                .to_owned()
+        }
         _ => format!("io_uring_setup: {e}"),
     }
 }

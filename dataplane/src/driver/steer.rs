@@ -139,7 +139,10 @@ pub(crate) fn bind_group(cfg: &DriverConfig) -> io::Result<(Vec<Socket>, SocketA
             // explicit).
             let _ = s.set_only_v6(false);
         }
-        set_buffers(&s, cfg.socket_buffer);
+        let got = set_buffers(&s, cfg.socket_buffer);
+        if i == 0 {
+            report_buffers(cfg.socket_buffer, got);
+        }
         s.bind(&addr.into())?;
         if ephemeral_first {
             s.set_reuse_port(true)?;
@@ -162,9 +165,22 @@ pub(crate) fn bind_group(cfg: &DriverConfig) -> io::Result<(Vec<Socket>, SocketA
     Ok((sockets, addr))
 }
 
-fn set_buffers(s: &Socket, bytes: usize) {
+/// Receive and send buffer sizes a socket actually got, in bytes of payload it can hold
+/// (half of what the kernel reports: it doubles the request to cover its bookkeeping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BufferSizes {
+    pub rcv: usize,
+    pub snd: usize,
+}
+
+/// The kernel doubles a requested size in an int, so it grants at most this.
+const MAX_BUFFER: usize = i32::MAX as usize / 2;
+
+/// Asks for `bytes` of receive and send buffer and returns what the kernel granted
+/// (0 where it cannot be read back).
+fn set_buffers(s: &Socket, bytes: usize) -> BufferSizes {
     let fd = std::os::fd::AsRawFd::as_raw_fd(s);
-    let val = bytes.min(i32::MAX as usize) as libc::c_int;
+    let val = bytes.min(MAX_BUFFER) as libc::c_int;
     for (force, plain) in [
         (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
         (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
@@ -187,11 +203,67 @@ fn set_buffers(s: &Socket, bytes: usize) {
             }
         }
     }
+    BufferSizes {
+        rcv: s.recv_buffer_size().map_or(0, |b| b / 2),
+        snd: s.send_buffer_size().map_or(0, |b| b / 2),
+    }
+}
+
+/// The kernel caps plain SO_RCVBUF silently at net.core.rmem_max (208 KiB on stock
+/// kernels), so a node short of the buffer it was configured with says so once, at start,
+/// rather than dropping bursts without a trace.
+fn report_buffers(asked: usize, got: BufferSizes) {
+    let asked = asked.min(MAX_BUFFER);
+    if got.rcv >= asked && got.snd >= asked {
+        tracing::info!(
+            rcvbuf = got.rcv,
+            sndbuf = got.snd,
+            "media socket buffers as configured (media.socket_buffer)"
+        );
+    } else {
+        tracing::warn!(
+            rcvbuf = got.rcv,
+            sndbuf = got.snd,
+            asked,
+            "media socket buffers capped below media.socket_buffer: raise \
+             net.core.rmem_max and net.core.wmem_max (docs/deploy/sysctl.conf) or grant \
+             CAP_NET_ADMIN; see docs/tuning.md#socket-buffers"
+        );
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_the_buffer_the_kernel_granted() {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        let small = set_buffers(&s, 64 * 1024);
+        // Granted sizes are what the socket now reports, so a later cap shows through.
+        assert_eq!(small.rcv, s.recv_buffer_size().unwrap() / 2);
+        assert_eq!(small.snd, s.send_buffer_size().unwrap() / 2);
+        // 64 KiB is under every stock rmem_max/wmem_max, so it is granted in full.
+        assert_eq!(
+            small,
+            BufferSizes {
+                rcv: 64 * 1024,
+                snd: 64 * 1024
+            }
+        );
+        let capped = set_buffers(&s, usize::MAX);
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Either forced to the full size (CAP_NET_ADMIN) or capped at rmem_max, never
+        // something in between that the report would misstate.
+        assert!(
+            capped.rcv == MAX_BUFFER || capped.rcv == rmem_max,
+            "{capped:?}, rmem_max {rmem_max}"
+        );
+    }
 
     #[test]
     fn spreads_loopback_ports() {

@@ -1,5 +1,6 @@
 //! A running node's workers: start, talk to, observe and stop them.
 
+use super::affinity::pin;
 use super::config::{DriverConfig, DriverKind};
 use super::core::Core;
 use super::mmsg::MmsgIo;
@@ -81,29 +82,34 @@ fn choose(kind: DriverKind) -> io::Result<ActiveDriver> {
     }
 }
 
-fn pin(core: usize) -> io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET bounds-checks `core`.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if core >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("core {core} out of range"),
-            ));
-        }
-        libc::CPU_SET(core, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("pinning to core {core}: {e}"),
-            ));
-        }
-    }
-    Ok(())
+/// How a worker's start went. A ring that could not be set up is told apart from other
+/// failures: under `DriverKind::Auto` the node runs recvmmsg instead (commonly
+/// RLIMIT_MEMLOCK, which io_uring charges per user and a probe's small ring passes).
+enum Started {
+    Ready,
+    RingFailed(io::Error),
+    Failed(io::Error),
 }
 
-type Ready = Sender<(WorkerId, io::Result<()>)>;
+type Ready = Sender<(WorkerId, Started)>;
+
+/// io_uring charges rings and buffer rings to RLIMIT_MEMLOCK: ENOMEM there is that limit,
+/// which the operator can raise.
+fn memlock_hint(e: &io::Error) -> &'static str {
+    if e.raw_os_error() == Some(libc::ENOMEM) {
+        " (io_uring counts its rings against RLIMIT_MEMLOCK: raise it, e.g. \
+         LimitMEMLOCK=infinity; see docs/tuning.md#memory-lock-limit)"
+    } else {
+        ""
+    }
+}
+
+/// The I/O a worker set up, before it is told which one the node runs.
+enum Io {
+    Uring(Box<UringIo>),
+    Mmsg(Box<MmsgIo>),
+    None,
+}
 
 fn worker_main<H: PacketHandler>(
     core: Core<H>,
@@ -111,6 +117,7 @@ fn worker_main<H: PacketHandler>(
     cfg: DriverConfig,
     kind: DriverKind,
     ready: Ready,
+    go: Receiver<DriverKind>,
 ) -> H {
     let id = core.id;
     // SAFETY: plain syscall.
@@ -118,7 +125,7 @@ fn worker_main<H: PacketHandler>(
     if let Some(cores) = cfg.pin_cores.as_ref().filter(|c| !c.is_empty())
         && let Err(e) = pin(cores[id % cores.len()])
     {
-        let _ = ready.send((id, Err(e)));
+        let _ = ready.send((id, Started::Failed(e)));
         return core.handler;
     }
     if let Some(hook) = &cfg.on_worker_start {
@@ -129,22 +136,36 @@ fn worker_main<H: PacketHandler>(
         .ok()
         .and_then(|a| a.as_socket())
         .is_some_and(|a| a.is_ipv6());
-    match kind {
-        DriverKind::Mmsg => {
-            let io = MmsgIo::new(&cfg, v6);
-            let _ = ready.send((id, Ok(())));
-            io.run(core, socket)
-        }
+    let io = match kind {
+        DriverKind::Mmsg => Io::Mmsg(Box::new(MmsgIo::new(&cfg, v6))),
         _ => match UringIo::new(&cfg, v6) {
-            Ok(io) => {
-                let _ = ready.send((id, Ok(())));
-                io.run(core, socket)
-            }
+            Ok(io) => Io::Uring(Box::new(io)),
             Err(e) => {
-                let _ = ready.send((id, Err(e)));
-                core.handler
+                let _ = ready.send((id, Started::RingFailed(e)));
+                Io::None
             }
         },
+    };
+    if !matches!(io, Io::None) {
+        let _ = ready.send((id, Started::Ready));
+    }
+    // Every worker runs the same driver: a ring set up here is dropped (on this thread,
+    // which owns it) when another worker's could not be and the node falls back.
+    match (go.recv(), io) {
+        (Ok(DriverKind::Uring), Io::Uring(io)) => io.run(core, socket),
+        (Ok(DriverKind::Mmsg), io) => {
+            let io = match io {
+                Io::Mmsg(io) => *io,
+                unused => {
+                    drop(unused);
+                    MmsgIo::new(&cfg, v6)
+                }
+            };
+            io.run(core, socket)
+        }
+        // Told to stop (the start failed), or told to run a ring this worker lacks,
+        // which `start` never does.
+        _ => core.handler,
     }
 }
 
@@ -171,6 +192,7 @@ impl<H: PacketHandler> Workers<H> {
         let (link_tx, links) = crossbeam_channel::bounded(cfg.link_queue.max(1));
         let shared = Arc::new(Shared::new(wakers, cfg.handoff_queue, link_tx));
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(n);
+        let mut go = Vec::with_capacity(n);
         let mut workers = Self {
             shared: shared.clone(),
             commands: Vec::with_capacity(n),
@@ -181,17 +203,20 @@ impl<H: PacketHandler> Workers<H> {
         };
         for (id, socket) in sockets.into_iter().enumerate() {
             let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+            let (go_tx, go_rx) = crossbeam_channel::bounded(1);
             let core = Core::new(id, make_handler(id, n), shared.clone(), cmd_rx, &cfg);
             let (cfg, kind, ready) = (cfg.clone(), workers.active.kind, ready_tx.clone());
             let spawned = thread::Builder::new()
                 .name(format!("sluice-w{id}"))
-                .spawn(move || worker_main(core, socket, cfg, kind, ready));
+                .spawn(move || worker_main(core, socket, cfg, kind, ready, go_rx));
             match spawned {
                 Ok(t) => {
                     workers.threads.push(t);
                     workers.commands.push(cmd_tx);
+                    go.push(go_tx);
                 }
                 Err(e) => {
+                    drop(go);
                     let _ = workers.stop_and_join();
                     return Err(e);
                 }
@@ -199,10 +224,14 @@ impl<H: PacketHandler> Workers<H> {
         }
         drop(ready_tx);
         let mut first_err = None;
+        let mut ring_err = None;
         for _ in 0..n {
             match ready_rx.recv() {
-                Ok((_, Ok(()))) => {}
-                Ok((id, Err(e))) => {
+                Ok((_, Started::Ready)) => {}
+                Ok((id, Started::RingFailed(e))) => {
+                    ring_err.get_or_insert((id, e));
+                }
+                Ok((id, Started::Failed(e))) => {
                     first_err.get_or_insert(io::Error::new(
                         e.kind(),
                         format!("worker {id} failed to start: {e}"),
@@ -213,9 +242,35 @@ impl<H: PacketHandler> Workers<H> {
                 }
             }
         }
+        if let Some((id, e)) = ring_err {
+            if cfg.kind == DriverKind::Auto && first_err.is_none() {
+                let why = format!(
+                    "setting up worker {id}'s io_uring ring failed: {e}{}",
+                    memlock_hint(&e)
+                );
+                tracing::warn!("{why}; running the recvmmsg/sendmmsg driver");
+                workers.active = ActiveDriver {
+                    kind: DriverKind::Mmsg,
+                    fallback_reason: Some(why),
+                };
+            } else {
+                first_err.get_or_insert(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "worker {id} failed to start: setting up its io_uring ring: {e}{}",
+                        memlock_hint(&e)
+                    ),
+                ));
+            }
+        }
         if let Some(e) = first_err {
+            // Dropping the go channels tells the waiting workers to stop.
+            drop(go);
             let _ = workers.stop_and_join();
             return Err(e);
+        }
+        for tx in &go {
+            let _ = tx.send(workers.active.kind);
         }
         Ok(workers)
     }
