@@ -8,6 +8,6 @@ df -h . | sed 's/^/disk: /'
 scripts/install-deps.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 scripts/fuzz.sh smoke "${FUZZ_SMOKE_RUNS:-20000}"
 echo "all tests passed"
