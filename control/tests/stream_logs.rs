@@ -131,6 +131,29 @@ async fn one_search_follows_a_stream_across_nodes() {
         let number = u64::from_str_radix(id, 16).unwrap();
         assert_eq!(track_home(number), node_number("a"), "minted by A: {id}");
     }
+    // The ids `GET /rooms` gives, on both nodes, are the ones the logs use.
+    for base in [a, b] {
+        let listing: Value = reqwest::get(format!("{base}/rooms/{ROOM}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut listed: Vec<String> = listing["publishers"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["id"] == publisher.id.as_str()))
+            .and_then(|p| p["tracks"].as_array())
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        listed.sort();
+        let mut logged = ids.clone();
+        logged.sort();
+        assert_eq!(listed, logged, "{base}: {listing}");
+    }
 
     // Each side's end of it, once the clients leave.
     let pid = publisher.id.clone();

@@ -79,7 +79,8 @@ pub fn table(report: &Report) -> String {
                 }
             ),
             format!("{:.0}", l.forwarded_pps),
-            format!("{:.1}", l.forwarded_bps / 1e6),
+            l.forwarded_bps
+                .map_or_else(|| "(opaque)".to_owned(), |b| format!("{:.1}", b / 1e6)),
             format!("{:.3}", l.loss * 100.0),
             l.corrupt.to_string(),
             format!(

@@ -33,7 +33,9 @@ pub struct LevelResult {
     /// Packets the subscribers received in the window: what the server forwarded.
     pub forwarded: u64,
     pub forwarded_pps: f64,
-    pub forwarded_bps: f64,
+    /// Media payload bits per second the subscribers opened; `None` (JSON null) for an
+    /// opaque target, whose packets they cannot open.
+    pub forwarded_bps: Option<f64>,
     /// Packets missing from the subscribers' sequence numbers, of those expected.
     pub loss: f64,
     pub verified: u64,
@@ -174,8 +176,7 @@ pub async fn measure(
         sent,
         forwarded,
         forwarded_pps: forwarded as f64 / secs,
-        // Payload bits subscribers opened (none for an opaque target).
-        forwarded_bps: counts.bytes as f64 * 8.0 / secs,
+        forwarded_bps: (!opaque).then(|| counts.bytes as f64 * 8.0 / secs),
         loss: if expected == 0 {
             0.0
         } else {

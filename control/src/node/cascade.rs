@@ -29,7 +29,7 @@ use sluice_state::{Delivery, LoadSample, LoadView, NodeId, NodeIdentity, Transmi
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
@@ -159,10 +159,19 @@ struct RunParts {
     links: LinkTable,
 }
 
+/// The cascade's clock: the wall clock read once, on the first call, advanced by the
+/// monotonic clock. Membership probes, suspicion and refresh timers then neither fire
+/// early when an operator or NTP steps the wall clock forward nor stall when it steps
+/// back; a restarted process reads the wall clock afresh, so generations still grow.
 fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
+    static ANCHOR: OnceLock<(Duration, Instant)> = OnceLock::new();
+    let (wall, mono) = ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        (wall, Instant::now())
+    });
+    *wall + mono.elapsed()
 }
 
 /// Binds the link endpoint and builds the state node; nothing runs until [`spawn`].
@@ -1056,5 +1065,29 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cascade_clock_starts_at_the_wall_clock_and_never_goes_back() {
+        let wall = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let (before, first, after) = (wall(), unix_now(), wall());
+        // Anchored on some call in this process: at or before now, on the wall clock's
+        // scale (this test's runtime bounds the gap).
+        assert!(
+            first <= after + Duration::from_millis(1),
+            "{first:?} > {after:?}"
+        );
+        assert!(before.saturating_sub(first) < Duration::from_secs(600));
+        let mut last = first;
+        for _ in 0..1000 {
+            let t = unix_now();
+            assert!(t >= last);
+            last = t;
+        }
     }
 }

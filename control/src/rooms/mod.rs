@@ -14,11 +14,19 @@ const EVENT_BACKLOG: usize = 256;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrackInfo {
+    /// The global track id, written as logs write it (`stream`, 16 hex digits), so an
+    /// id read off `GET /rooms` finds the stream's lines on every node. A string also
+    /// keeps it whole in JavaScript, whose numbers lose ids past 2^53.
+    #[serde(serialize_with = "stream_id")]
     pub id: u64,
     pub kind: &'static str,
     pub codec: String,
     pub simulcast: bool,
     pub layers: usize,
+}
+
+fn stream_id<S: serde::Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&crate::cascade::catalog::StreamId(*id))
 }
 
 #[derive(Debug, Clone, Serialize)]
