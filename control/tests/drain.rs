@@ -183,6 +183,29 @@ async fn the_binary_exits_0_after_sigterm_and_after_sluice_drain() {
     );
 
     let (mut node, url) = real_node().await;
+    // What a reverse proxy on the node's host forwards comes from loopback too; its
+    // headers give it away, and the node refuses (common proxies add one of these).
+    let http = reqwest::Client::new();
+    for header in ["X-Forwarded-For", "Forwarded", "X-Real-IP"] {
+        for req in [
+            http.post(format!("{url}/drain")),
+            http.delete(format!("{url}/drain")),
+        ] {
+            let resp = req.header(header, "203.0.113.9").send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 403, "{header}");
+            let body = resp.text().await.unwrap();
+            assert!(body.contains("proxy"), "{header}: {body}");
+        }
+    }
+    let status: serde_json::Value = http
+        .get(format!("{url}/drain"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["draining"], false, "{status}");
     let drain = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["drain", "--url", &url, "--deadline", "5"])
         .output()

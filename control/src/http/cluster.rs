@@ -98,23 +98,36 @@ pub struct DrainRequest {
     pub deadline_secs: Option<u64>,
 }
 
-fn local_only(peer: std::net::SocketAddr) -> Result<(), super::ApiError> {
-    if peer.ip().is_loopback() {
-        Ok(())
-    } else {
+/// Headers a reverse proxy adds to what it forwards. A proxy on the node's own host
+/// connects from loopback, so a request carrying one of these came from further away.
+const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+fn local_only(
+    peer: std::net::SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), super::ApiError> {
+    let forbidden = |why: &str| {
         Err(super::ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
-            "drain is only accepted from the node's own host",
+            format!("drain is only accepted from the node's own host: {why}"),
         ))
+    };
+    if !peer.ip().is_loopback() {
+        return forbidden(&format!("{} is not loopback", peer.ip()));
     }
+    if let Some(h) = PROXY_HEADERS.iter().find(|h| headers.contains_key(**h)) {
+        return forbidden(&format!("the request came through a proxy ({h})"));
+    }
+    Ok(())
 }
 
 pub async fn start_drain(
     State(shared): State<Arc<Shared>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<crate::node::DrainStatus>, super::ApiError> {
-    local_only(peer)?;
+    local_only(peer, &headers)?;
     let req: DrainRequest = if body.is_empty() {
         DrainRequest::default()
     } else {
@@ -136,8 +149,9 @@ pub async fn start_drain(
 pub async fn cancel_drain(
     State(shared): State<Arc<Shared>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<crate::node::DrainStatus>, super::ApiError> {
-    local_only(peer)?;
+    local_only(peer, &headers)?;
     Ok(Json(shared.cancel_drain()))
 }
 
