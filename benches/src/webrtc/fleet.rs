@@ -162,6 +162,7 @@ impl Fleet {
                     bind: target.bind,
                     keep_payloads: 0,
                     timeout: SETUP_TIMEOUT,
+                    dtls_retransmit: Duration::from_millis(w.dtls_retransmit_ms),
                     ..ClientOptions::default()
                 };
                 let started = Instant::now();
@@ -191,6 +192,7 @@ impl Fleet {
                         // layer (as to a browser on a good network).
                         remb: Some(50_000_000),
                         timeout: SETUP_TIMEOUT,
+                        dtls_retransmit: Duration::from_millis(w.dtls_retransmit_ms),
                         observer: Some(probe.observer()),
                         ..ClientOptions::default()
                     };

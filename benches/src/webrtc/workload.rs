@@ -26,6 +26,12 @@ pub struct Workload {
     pub max_chunk: usize,
     /// Opus payload bytes per 20 ms packet.
     pub audio_bytes: usize,
+    /// The clients' DTLS retransmission interval, in ms (fixed; see
+    /// `ClientOptions::dtls_retransmit`). At the dtls crate's 1 s, a server that drops a
+    /// ClientHello arriving just before its own ICE is ready (Janus does, for some
+    /// subscribers) shows a set-up time of a second that is the client's timer, not the
+    /// server.
+    pub dtls_retransmit_ms: u64,
 }
 
 mod secs {
@@ -55,6 +61,7 @@ impl Default for Workload {
             keyframe_interval: Duration::from_secs(2),
             max_chunk: 1100,
             audio_bytes: 80,
+            dtls_retransmit_ms: 100,
         }
     }
 }

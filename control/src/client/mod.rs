@@ -103,6 +103,10 @@ pub struct ClientOptions {
     /// A subscriber shows every new packet it decrypts to this (load generators verify
     /// payloads here instead of keeping them).
     pub observer: Option<PacketObserver>,
+    /// How long a DTLS flight waits for an answer before it is sent again (a fixed
+    /// interval: the dtls crate does not back off). A server that drops a ClientHello
+    /// arriving just before its own ICE is ready (Janus does) answers the next one.
+    pub dtls_retransmit: Duration,
 }
 
 /// A new media packet as a subscriber received it: decrypted, repaired from RTX if it
@@ -144,6 +148,7 @@ impl Default for ClientOptions {
             region: None,
             remb: None,
             observer: None,
+            dtls_retransmit: crate::dtls::FLIGHT_INTERVAL,
         }
     }
 }

@@ -220,6 +220,7 @@ impl Publisher {
             &creds,
             Roles::offerer(&answer),
             opts.timeout,
+            opts.dtls_retransmit,
         )
         .await?;
         let keys = established.keys;

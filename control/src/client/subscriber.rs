@@ -340,7 +340,15 @@ impl Subscriber {
         opts: &ClientOptions,
     ) -> Result<Self, ClientError> {
         let answer = remote;
-        let established = Transport::establish(bound, &answer, &creds, roles, opts.timeout).await?;
+        let established = Transport::establish(
+            bound,
+            &answer,
+            &creds,
+            roles,
+            opts.timeout,
+            opts.dtls_retransmit,
+        )
+        .await?;
         let keys = established.keys;
         let srtp = |k: &sluice_dataplane::router::SrtpKeys| {
             SrtpContext::new(k.profile, &k.key, &k.salt)

@@ -103,6 +103,7 @@ impl Transport {
         local: &super::Credentials,
         roles: Roles,
         timeout: Duration,
+        dtls_retransmit: Duration,
     ) -> Result<Established, ClientError> {
         let identity = &local.identity;
         let remote = answer
@@ -178,9 +179,18 @@ impl Transport {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let expected = answer.fingerprint.clone();
         let (keys, session) = if roles.dtls_client {
-            dtls::connect(identity, expected, dtls_rx, send, left).await?
+            dtls::connect(identity, expected, dtls_rx, send, left, dtls_retransmit).await?
         } else {
-            dtls::accept(identity, expected, dtls_rx, send, left).await?
+            dtls::handshake(
+                false,
+                identity,
+                expected,
+                dtls_rx,
+                send,
+                left,
+                dtls_retransmit,
+            )
+            .await?
         };
         transport.dtls = Some(session);
         Ok(Established {

@@ -41,8 +41,9 @@ use webrtc_util::{Conn, KeyingMaterialExporter};
 /// Sends one DTLS datagram to the peer (through the media socket).
 pub type SendFn = Arc<dyn Fn(Bytes) + Send + Sync>;
 
-/// The dtls crate's default: first retransmission of a flight after one second.
-const FLIGHT_INTERVAL: Duration = Duration::from_secs(1);
+/// The dtls crate's default, and RFC 6347's initial timer: a flight not answered within
+/// a second is sent again (the crate repeats at this fixed interval).
+pub const FLIGHT_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DtlsError {
@@ -84,13 +85,15 @@ pub async fn accept(
     .await
 }
 
-/// Client side: sends the ClientHello and retransmits it until answered.
+/// Client side: sends the ClientHello and retransmits it every `flight_interval` until
+/// answered (see [`FLIGHT_INTERVAL`]).
 pub async fn connect(
     identity: &DtlsIdentity,
     expected: ExpectedFingerprint,
     incoming: mpsc::Receiver<Bytes>,
     send: SendFn,
     timeout: Duration,
+    flight_interval: Duration,
 ) -> Result<(SrtpSessionKeys, DtlsSession), DtlsError> {
     handshake(
         true,
@@ -99,7 +102,7 @@ pub async fn connect(
         incoming,
         send,
         timeout,
-        FLIGHT_INTERVAL,
+        flight_interval,
     )
     .await
 }

@@ -30,7 +30,7 @@ async fn pair(
 ) -> (Outcome, Outcome) {
     let (crx, csend, srx, ssend) = wire();
     tokio::join!(
-        connect(client_id, client_expects, crx, csend, T),
+        connect(client_id, client_expects, crx, csend, T, FLIGHT_INTERVAL),
         accept(server_id, server_expects, srx, ssend, T),
     )
 }
@@ -180,7 +180,15 @@ async fn silent_peer_times_out() {
     });
     let started = std::time::Instant::now();
     let timeout = Duration::from_millis(300);
-    let r = connect(&s, s.expected_fingerprint(), rx, send, timeout).await;
+    let r = connect(
+        &s,
+        s.expected_fingerprint(),
+        rx,
+        send,
+        timeout,
+        FLIGHT_INTERVAL,
+    )
+    .await;
     assert!(matches!(r, Err(DtlsError::Timeout)), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
@@ -191,6 +199,42 @@ async fn silent_peer_times_out() {
     let (_tx, rx) = mpsc::channel(8);
     let r = accept(&s, s.expected_fingerprint(), rx, Arc::new(|_| {}), timeout).await;
     assert!(matches!(r, Err(DtlsError::Timeout)), "{r:?}");
+}
+
+/// A server that drops a ClientHello arriving before it is ready (Janus, just before its
+/// ICE completes) answers the client's next one: the client's interval, not the crate's
+/// one second, is what that costs. In paused (virtual) time, so the count is exact.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_client_hello_costs_the_clients_retransmit_interval() {
+    let (c, s) = (
+        DtlsIdentity::generate().unwrap(),
+        DtlsIdentity::generate().unwrap(),
+    );
+    let (to_client, crx) = mpsc::channel(256);
+    let (to_server, srx) = mpsc::channel(256);
+    let hellos = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&hellos);
+    // Lose the client's first datagram: its ClientHello.
+    let client_send: SendFn = Arc::new(move |b: Bytes| {
+        if h.fetch_add(1, Ordering::SeqCst) == 0 {
+            return;
+        }
+        let _ = to_server.try_send(b);
+    });
+    let interval = Duration::from_millis(100);
+    let started = tokio::time::Instant::now();
+    let (client, server) = tokio::join!(
+        connect(&c, s.expected_fingerprint(), crx, client_send, T, interval),
+        accept(&s, c.expected_fingerprint(), srx, forward(to_client), T),
+    );
+    let (ckeys, _cs) = client.expect("client finishes after the resend");
+    let (skeys, _ss) = server.expect("server handshake");
+    assert_mirrored(&ckeys, &skeys);
+    let took = started.elapsed();
+    assert!(
+        took >= interval && took < FLIGHT_INTERVAL,
+        "one retransmission interval, not the default second: {took:?}"
+    );
 }
 
 #[tokio::test]
@@ -252,7 +296,14 @@ async fn closing_the_incoming_channel_ends_the_session() {
     let (to_server, srx) = mpsc::channel::<Bytes>(256);
     let server_in = to_server.clone();
     let (client, server) = tokio::join!(
-        connect(&c, s.expected_fingerprint(), crx, forward(to_server), T),
+        connect(
+            &c,
+            s.expected_fingerprint(),
+            crx,
+            forward(to_server),
+            T,
+            FLIGHT_INTERVAL
+        ),
         accept(&s, c.expected_fingerprint(), srx, forward(to_client), T),
     );
     let (_ck, cs) = client.expect("client");
