@@ -6,9 +6,9 @@
 use super::ClientError;
 use super::answer::{Answer, AnswerMedia};
 use super::offer::{
-    URI_AUDIO_LEVEL, URI_MID, URI_REPAIRED_RID, URI_RID, URI_TRANSPORT_CC, host_candidate,
+    URI_AUDIO_LEVEL, URI_MID, URI_REPAIRED_RID, URI_RID, URI_TRANSPORT_CC, host_candidate, line,
+    transport_lines,
 };
-use std::fmt::Write;
 use std::net::SocketAddr;
 
 /// Extensions we accept from an offer; the subscriber reads mid and rid, the rest are
@@ -100,15 +100,13 @@ impl AnswerSpec {
             s,
             &format!("m={} 9 UDP/TLS/RTP/SAVPF {}", m.kind, formats.join(" ")),
         );
-        line(s, "c=IN IP4 0.0.0.0");
-        line(s, "a=rtcp:9 IN IP4 0.0.0.0");
-        line(s, &format!("a=ice-ufrag:{}", self.ice_ufrag));
-        line(s, &format!("a=ice-pwd:{}", self.ice_pwd));
-        line(
+        transport_lines(
             s,
-            &format!("a=fingerprint:sha-256 {}", self.fingerprint_sha256),
+            &self.ice_ufrag,
+            &self.ice_pwd,
+            &self.fingerprint_sha256,
+            "active",
         );
-        line(s, "a=setup:active");
         if let Some(mid) = &m.mid {
             line(s, &format!("a=mid:{mid}"));
         }
@@ -159,11 +157,6 @@ fn rejected(s: &mut String, m: &AnswerMedia) {
         line(s, &format!("a=mid:{mid}"));
     }
     line(s, "a=inactive");
-}
-
-fn line(s: &mut String, l: &str) {
-    // Writing to a String cannot fail.
-    let _ = write!(s, "{l}\r\n");
 }
 
 #[cfg(test)]

@@ -90,15 +90,13 @@ impl OfferSpec {
     }
 
     fn transport(&self, s: &mut String, mid: &str) {
-        line(s, "c=IN IP4 0.0.0.0");
-        line(s, "a=rtcp:9 IN IP4 0.0.0.0");
-        line(s, &format!("a=ice-ufrag:{}", self.ice_ufrag));
-        line(s, &format!("a=ice-pwd:{}", self.ice_pwd));
-        line(
+        transport_lines(
             s,
-            &format!("a=fingerprint:sha-256 {}", self.fingerprint_sha256),
+            &self.ice_ufrag,
+            &self.ice_pwd,
+            &self.fingerprint_sha256,
+            "actpass",
         );
-        line(s, "a=setup:actpass");
         line(s, &format!("a=mid:{mid}"));
     }
 
@@ -183,9 +181,27 @@ impl OfferSpec {
     }
 }
 
-fn line(s: &mut String, l: &str) {
+pub(super) fn line(s: &mut String, l: &str) {
     // Writing to a String cannot fail.
     let _ = write!(s, "{l}\r\n");
+}
+
+/// The lines every m-section of ours carries after its `m=` line: the placeholder
+/// connection and RTCP addresses (ICE decides), our ICE credentials and certificate, and
+/// our DTLS role (`actpass` offering, `active` answering).
+pub(super) fn transport_lines(
+    s: &mut String,
+    ufrag: &str,
+    pwd: &str,
+    fingerprint: &str,
+    setup: &str,
+) {
+    line(s, "c=IN IP4 0.0.0.0");
+    line(s, "a=rtcp:9 IN IP4 0.0.0.0");
+    line(s, &format!("a=ice-ufrag:{ufrag}"));
+    line(s, &format!("a=ice-pwd:{pwd}"));
+    line(s, &format!("a=fingerprint:sha-256 {fingerprint}"));
+    line(s, &format!("a=setup:{setup}"));
 }
 
 /// RFC 8445 5.1.2.1 with host type preference 126, local preference 65535, component 1.
