@@ -7,6 +7,7 @@
 mod support;
 
 use sluice_control::client::{self, ClientOptions};
+use sluice_dataplane::driver::allowed_cores;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -19,22 +20,6 @@ const TIGHT_MEMLOCK: libc::rlim_t = 64 * 1024;
 
 /// linux/capability.h (the libc crate does not export capability numbers).
 const CAP_IPC_LOCK: libc::c_ulong = 14;
-
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is the empty set; the kernel fills at most its size.
-    let set = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        assert_eq!(
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
-            0
-        );
-        set
-    };
-    // SAFETY: CPU_ISSET reads within the set for indexes below its bit size.
-    (0..8 * std::mem::size_of::<libc::cpu_set_t>())
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
-}
 
 /// `sluice node ARGS` with `confine` run in the child before exec, its log (JSON lines)
 /// in `log`.
@@ -102,7 +87,7 @@ fn worker_affinity(pid: u32) -> Vec<(String, String)> {
 async fn pinned_workers_stay_inside_the_cpus_the_node_was_given() {
     // The last CPU the test may use: unless the machine has one CPU, not CPU 0, which
     // pinning by index would pick.
-    let cpu = *allowed_cpus().last().unwrap();
+    let cpu = *allowed_cores().unwrap().last().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("node.log");
     let cmd = node_command(&["--workers", "2", "--pin-cores"], &log, move || {
